@@ -1,0 +1,26 @@
+"""Dense retrieval. The caller's AccessScope travels into the index query itself."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from ingest.index import AccessScope, IndexHit, VectorIndex
+
+
+class QueryEmbedder(Protocol):
+    def embed_query(self, text: str) -> list[float]: ...
+
+
+def retrieve(
+    question: str,
+    scope: AccessScope,
+    *,
+    embedder: QueryEmbedder,
+    index: VectorIndex,
+    top_k: int,
+    min_score: float,
+) -> list[IndexHit]:
+    """The best passages the scope allows, best first; none below `min_score`."""
+    if scope.is_empty or not question.strip():
+        return []
+    return index.search(embedder.embed_query(question), scope, limit=top_k, min_score=min_score)

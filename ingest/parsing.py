@@ -1,0 +1,95 @@
+"""Turn an uploaded file into structured text elements with `unstructured`.
+
+PDFs use the text layer (`fast` strategy); `hi_res` needs layout models that cannot be fetched
+offline. Everything runs without network access: see packaging/README.md for the spaCy model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SUPPORTED_EXTENSIONS: dict[str, str] = {
+    ".pdf": "PDF",
+    ".docx": "Word document",
+    ".md": "Markdown",
+    ".markdown": "Markdown",
+    ".txt": "plain text",
+}
+
+
+class ParseError(Exception):
+    """The file could not be turned into text; the message is meant for an admin."""
+
+
+class UnsupportedFileType(ParseError):
+    pass
+
+
+@dataclass(frozen=True)
+class ParsedElement:
+    text: str
+    category: str
+    page: int | None
+    section: tuple[str, ...] = field(default_factory=tuple)
+
+
+def supported_types_text() -> str:
+    return ", ".join(sorted(SUPPORTED_EXTENSIONS))
+
+
+def check_supported(filename: str) -> str:
+    """Return the lower-case extension, or raise UnsupportedFileType with a clear message."""
+    extension = Path(filename).suffix.lower()
+    if extension not in SUPPORTED_EXTENSIONS:
+        raise UnsupportedFileType(
+            f"{filename!r}: files of type {extension or '(no extension)'} are not supported; "
+            f"supported types are {supported_types_text()}"
+        )
+    return extension
+
+
+def parse_file(path: Path, filename: str) -> list[ParsedElement]:
+    """Partition `path` (stored under an opaque name) using the type of the original `filename`."""
+    extension = check_supported(filename)
+    try:
+        from unstructured.partition.auto import partition
+
+        kwargs: dict[str, object] = {"metadata_filename": filename}
+        if extension == ".pdf":
+            kwargs["strategy"] = "fast"
+        elements = partition(filename=str(path), content_type=None, **kwargs)
+    except UnsupportedFileType:
+        raise
+    except Exception as exc:
+        raise ParseError(
+            f"{filename!r} could not be read as {SUPPORTED_EXTENSIONS[extension]}: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+
+    parsed: list[ParsedElement] = []
+    section: list[str] = []
+    for element in elements:
+        text = str(element).strip()
+        if not text:
+            continue
+        category = str(getattr(element, "category", "Text"))
+        metadata = getattr(element, "metadata", None)
+        page = getattr(metadata, "page_number", None)
+        depth = getattr(metadata, "category_depth", None)
+        if category == "Title":
+            # Keep a breadcrumb of headings: a deeper heading extends it, a same-or-higher
+            # level one replaces the tail. Formats without depth are treated as flat.
+            level = depth if isinstance(depth, int) and depth >= 0 else 0
+            section = [*section[:level], text]
+        parsed.append(
+            ParsedElement(
+                text=text,
+                category=category,
+                page=page if isinstance(page, int) else None,
+                section=tuple(section),
+            )
+        )
+    if not parsed:
+        raise ParseError(f"{filename!r} contains no extractable text")
+    return parsed

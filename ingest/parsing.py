@@ -16,6 +16,15 @@ SUPPORTED_EXTENSIONS: dict[str, str] = {
     ".markdown": "Markdown",
     ".txt": "plain text",
 }
+# Originals are stored under opaque names, so the type comes from the uploaded name and is
+# handed to unstructured explicitly instead of letting it sniff (it reads Markdown as text).
+CONTENT_TYPES: dict[str, str] = {
+    ".pdf": "application/pdf",
+    ".docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    ".md": "text/markdown",
+    ".markdown": "text/markdown",
+    ".txt": "text/plain",
+}
 
 
 class ParseError(Exception):
@@ -55,10 +64,13 @@ def parse_file(path: Path, filename: str) -> list[ParsedElement]:
     try:
         from unstructured.partition.auto import partition
 
-        kwargs: dict[str, object] = {"metadata_filename": filename}
-        if extension == ".pdf":
-            kwargs["strategy"] = "fast"
-        elements = partition(filename=str(path), content_type=None, **kwargs)
+        elements = partition(
+            filename=str(path),
+            content_type=CONTENT_TYPES[extension],
+            metadata_filename=filename,
+            # PDFs: the text layer. Other formats ignore the strategy.
+            strategy="fast",
+        )
     except UnsupportedFileType:
         raise
     except Exception as exc:

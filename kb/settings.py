@@ -8,7 +8,6 @@ to its production counterpart independently. The README's configuration table li
 
 from __future__ import annotations
 
-import os
 import secrets
 from pathlib import Path
 
@@ -68,6 +67,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Serves the collected static files from the app server; intranets have no CDN.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -102,7 +103,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": DATA_DIR / "kb.sqlite3",
+            "NAME": str(DATA_DIR / "kb.sqlite3"),
             # The in-process worker writes while the web thread reads: wait for the lock
             # instead of failing with "database is locked".
             "OPTIONS": {"timeout": 30, "transaction_mode": "IMMEDIATE"},

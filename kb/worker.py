@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
 from celery.utils.nodenames import anon_nodename
 from celery.worker import WorkController
@@ -19,7 +20,7 @@ logger = logging.getLogger(__name__)
 
 
 class EmbeddedWorkController(WorkController):
-    def __init__(self, *args: object, **kwargs: object) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.started = threading.Event()
         super().__init__(*args, **kwargs)
 

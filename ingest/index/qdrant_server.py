@@ -42,17 +42,9 @@ class QdrantServerIndex:
                 DENSE_VECTOR: models.VectorParams(size=dimension, distance=models.Distance.COSINE)
             },
         )
-        # department_id is the tenant key: Qdrant co-locates a tenant's points for faster
-        # filtered search. Local mode ignores payload indexes, which is harmless.
-        self.client.create_payload_index(
-            self.collection,
-            DEPARTMENT_ID,
-            models.IntegerIndexParams(type=models.IntegerIndexType.INTEGER, is_tenant=True),
-        )
-        for key in (COLLECTION_ID, DOCUMENT_ID):
-            self.client.create_payload_index(
-                self.collection, key, models.PayloadSchemaType.INTEGER
-            )
+        # Indexes for the fields every filter uses. (Local mode ignores payload indexes.)
+        for key in (COLLECTION_ID, DEPARTMENT_ID, DOCUMENT_ID):
+            self.client.create_payload_index(self.collection, key, models.PayloadSchemaType.INTEGER)
 
     def upsert(self, points: list[IndexPoint]) -> None:
         if not points:
@@ -96,7 +88,9 @@ class QdrantServerIndex:
 
     def _document_filter(self, document_id: int) -> models.Filter:
         return models.Filter(
-            must=[models.FieldCondition(key=DOCUMENT_ID, match=models.MatchValue(value=document_id))]
+            must=[
+                models.FieldCondition(key=DOCUMENT_ID, match=models.MatchValue(value=document_id))
+            ]
         )
 
     def delete_document(self, document_id: int) -> None:

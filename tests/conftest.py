@@ -80,6 +80,22 @@ def fresh_index(tmp_path: Path, settings: pytest.FixtureRequest) -> Iterator[Non
     components.close_index()
 
 
+@pytest.fixture(scope="session")
+def gguf_path() -> Path:
+    from tests.llm_server import gemma_gguf
+
+    return gemma_gguf(Path(__file__).resolve().parents[1] / "var" / "models")
+
+
+@pytest.fixture(scope="session")
+def llm_server_url(gguf_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """llama.cpp's OpenAI-compatible server: the real stand-in for vLLM on this machine."""
+    from tests.llm_server import llama_cpp_server
+
+    with llama_cpp_server(gguf_path, tmp_path_factory.mktemp("llm") / "server.log") as url:
+        yield url
+
+
 def wait_for_status(document_id: int, statuses: set[str], timeout: float = 180.0) -> Document:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

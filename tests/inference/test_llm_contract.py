@@ -6,25 +6,13 @@ that runs here; the model is the tiny Gemma 3 270M GGUF shipped through pip.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from inference.answering import Source, build_messages
 from inference.llm import ChatModel, LlamaCppLLM, LLMUnavailable, OpenAICompatibleLLM
-from tests.llm_server import free_port, gemma_gguf, llama_cpp_server
-
-
-@pytest.fixture(scope="session")
-def gguf_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return gemma_gguf(Path(__file__).resolve().parents[2] / "var" / "models")
-
-
-@pytest.fixture(scope="session")
-def llm_server_url(gguf_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with llama_cpp_server(gguf_path, tmp_path_factory.mktemp("llm") / "server.log") as url:
-        yield url
+from tests.llm_server import free_port
 
 
 @pytest.fixture(params=["openai-compatible-server", "llama-cpp-in-process"])

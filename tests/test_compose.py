@@ -1,0 +1,42 @@
+"""No Docker engine runs here, so the compose file is checked structurally."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+COMPOSE = Path(__file__).resolve().parents[1] / "compose"
+
+
+def load() -> dict[str, dict[str, dict[str, object]]]:
+    data = yaml.safe_load((COMPOSE / "docker-compose.yml").read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def test_every_service_has_a_health_check() -> None:
+    services = load()["services"]
+    assert {"postgres", "redis", "qdrant", "vllm", "web", "worker"} <= set(services)
+    assert [name for name, svc in services.items() if "healthcheck" not in svc] == []
+
+
+def test_qdrant_requires_an_api_key_and_is_not_published() -> None:
+    qdrant = load()["services"]["qdrant"]
+    assert "ports" not in qdrant
+    assert "QDRANT__SERVICE__API_KEY" in qdrant["environment"]  # type: ignore[operator]
+
+
+def test_every_variable_the_compose_file_uses_is_in_the_example_env() -> None:
+    used = set(re.findall(r"\$\{(\w+)\}", (COMPOSE / "docker-compose.yml").read_text()))
+    example = {
+        line.split("=", 1)[0]
+        for line in (COMPOSE / "env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    }
+    assert used - example == set()
+
+
+def test_images_run_as_a_non_root_user() -> None:
+    assert re.search(r"^USER kb$", (COMPOSE / "Dockerfile").read_text(), re.MULTILINE)

@@ -47,6 +47,16 @@ def login(session: requests.Session, base: str, username: str, password: str) ->
     assert response.status_code == 302, response.text[:500]
 
 
+def ask(session: requests.Session, base: str, question: str) -> str:
+    response = session.post(
+        f"{base}/",
+        data={"question": question, "csrfmiddlewaretoken": session.cookies["csrftoken"]},
+        headers={"Referer": f"{base}/"},
+    )
+    assert response.status_code == 200
+    return response.text
+
+
 def test_make_run_serves_a_working_portal(tmp_path: Path) -> None:
     env = embedded_env(tmp_path)
     manage = [sys.executable, str(ROOT / "manage.py")]
@@ -94,14 +104,7 @@ def test_make_run_serves_a_working_portal(tmp_path: Path) -> None:
             assert "failed" not in statuses
             assert time.monotonic() < deadline + 120, statuses
             time.sleep(1)
-        answer = alice.post(
-            f"{base}/",
-            data={
-                "question": "Who approves invoices above 50,000 EUR?",
-                "csrfmiddlewaretoken": alice.cookies["csrftoken"],
-            },
-            headers={"Referer": f"{base}/"},
-        ).text
+        answer = ask(alice, base, "Who approves invoices above 50,000 EUR?")
         assert "CFO" in answer
         link = re.search(r'<a class="cite" href="(/documents/\d+/)#chunk-\d+"', answer)
         assert link, answer[:3000]
@@ -109,14 +112,7 @@ def test_make_run_serves_a_working_portal(tmp_path: Path) -> None:
 
         bob = requests.Session()
         login(bob, base, "bob", "bob-demo-2026")
-        foreign = bob.post(
-            f"{base}/",
-            data={
-                "question": "Who approves invoices above 50,000 EUR?",
-                "csrfmiddlewaretoken": bob.cookies["csrftoken"],
-            },
-            headers={"Referer": f"{base}/"},
-        ).text
+        foreign = ask(bob, base, "Who approves invoices above 50,000 EUR?")
         assert "CFO" not in foreign and "LEDGER-HERON" not in foreign
         assert bob.get(base + link.group(1)).status_code == 404
         assert bob.get(f"{base}/static/kb.css").status_code == 200

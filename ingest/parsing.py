@@ -8,22 +8,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
-SUPPORTED_EXTENSIONS: dict[str, str] = {
-    ".pdf": "PDF",
-    ".docx": "Word document",
-    ".md": "Markdown",
-    ".markdown": "Markdown",
-    ".txt": "plain text",
-}
-# Originals are stored under opaque names, so the type comes from the uploaded name and is
-# handed to unstructured explicitly instead of letting it sniff (it reads Markdown as text).
-CONTENT_TYPES: dict[str, str] = {
-    ".pdf": "application/pdf",
-    ".docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-    ".md": "text/markdown",
-    ".markdown": "text/markdown",
-    ".txt": "text/plain",
+
+class FileKind(NamedTuple):
+    label: str
+    # Originals are stored under opaque names, so the type comes from the uploaded name and
+    # is handed to unstructured explicitly instead of letting it sniff (it reads Markdown as
+    # plain text).
+    content_type: str
+
+
+SUPPORTED_EXTENSIONS: dict[str, FileKind] = {
+    ".pdf": FileKind("PDF", "application/pdf"),
+    ".docx": FileKind(
+        "Word document",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    ),
+    ".md": FileKind("Markdown", "text/markdown"),
+    ".markdown": FileKind("Markdown", "text/markdown"),
+    ".txt": FileKind("plain text", "text/plain"),
 }
 
 
@@ -66,7 +70,7 @@ def parse_file(path: Path, filename: str) -> list[ParsedElement]:
 
         elements = partition(
             filename=str(path),
-            content_type=CONTENT_TYPES[extension],
+            content_type=SUPPORTED_EXTENSIONS[extension].content_type,
             metadata_filename=filename,
             # PDFs: the text layer. Other formats ignore the strategy.
             strategy="fast",
@@ -75,7 +79,7 @@ def parse_file(path: Path, filename: str) -> list[ParsedElement]:
         raise
     except Exception as exc:
         raise ParseError(
-            f"{filename!r} could not be read as {SUPPORTED_EXTENSIONS[extension]}: "
+            f"{filename!r} could not be read as {SUPPORTED_EXTENSIONS[extension].label}: "
             f"{type(exc).__name__}: {exc}"
         ) from exc
 

@@ -55,8 +55,13 @@ test: check
 	rm -rf var/test
 	$(TEST_ENV) $(BIN)/pytest
 
+# Benchmarks write bench/results/<name>.json. They use PostgreSQL and Redis like the tests,
+# in a database (kb_bench) and a Redis database of their own.
+BENCH_ENV := DATABASE_URL=postgres://postgres@127.0.0.1:5432/kb \
+	CELERY_BROKER_URL=redis://127.0.0.1:6379/14 HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
+
 bench: $(VENV)/.test
-	@echo "No benchmarks yet: bench/ is reserved for the ingestion and load benchmarks (issues 3 and 8)."
+	$(BENCH_ENV) $(BIN)/python bench/ingest.py
 
 clean:
 	rm -rf $(VENV) var

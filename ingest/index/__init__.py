@@ -2,12 +2,16 @@
 
 `base` holds the interface and the access scope; one adapter per backend:
 `QdrantEdgeIndex` (embedded, in-process) and `QdrantServerIndex` (production, qdrant-client).
+Both are stores of named collections with atomic aliases; kb/library/indexing.py decides
+which collection (index generation) is written and served.
 """
 
 from ingest.index.base import (
     AccessScope,
     IndexHit,
+    IndexLocked,
     IndexPoint,
+    MissingCollection,
     UnscopedQueryError,
     VectorIndex,
     point_id_for_chunk,
@@ -16,7 +20,9 @@ from ingest.index.base import (
 __all__ = [
     "AccessScope",
     "IndexHit",
+    "IndexLocked",
     "IndexPoint",
+    "MissingCollection",
     "UnscopedQueryError",
     "VectorIndex",
     "point_id_for_chunk",

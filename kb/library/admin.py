@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from kb.library.models import Collection, Document
+from kb.library.models import Collection, Document, DocumentVersion, IndexGeneration
 
 
 @admin.register(Collection)
@@ -10,9 +10,50 @@ class CollectionAdmin(admin.ModelAdmin):
     list_select_related = ["department"]
 
 
+class VersionInline(admin.TabularInline):
+    model = DocumentVersion
+    fields = ("number", "original_name", "status", "error_code", "attempts", "chunk_count")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+
 @admin.register(Document)
 class DocumentAdmin(admin.ModelAdmin):
-    list_display = ["title", "collection", "status", "attempts", "created_at", "indexed_at"]
-    list_filter = ["status", "collection"]
-    list_select_related = ["collection"]
-    readonly_fields = ["sha256", "error", "embedding_model", "attempts"]
+    list_display = ["title", "path", "collection", "current_version", "updated_at"]
+    list_filter = ["collection"]
+    list_select_related = ["collection", "current_version"]
+    search_fields = ["title", "path"]
+    readonly_fields = ["current_version"]
+    inlines = [VersionInline]
+
+
+@admin.register(DocumentVersion)
+class DocumentVersionAdmin(admin.ModelAdmin):
+    list_display = ["document", "number", "status", "error_code", "progress", "attempts"]
+    list_filter = ["status", "error_code", "index_state"]
+    list_select_related = ["document"]
+    readonly_fields = [
+        "sha256",
+        "status",
+        "index_state",
+        "error_code",
+        "error",
+        "attempts",
+        "claimed_by",
+        "heartbeat_at",
+        "embedding_model",
+        "parse_seconds",
+        "embed_seconds",
+        "index_seconds",
+    ]
+
+
+@admin.register(IndexGeneration)
+class IndexGenerationAdmin(admin.ModelAdmin):
+    list_display = ["collection_name", "state", "model_id", "point_count", "activated_at"]
+    readonly_fields = [f.name for f in IndexGeneration._meta.fields]
+
+    def has_add_permission(self, request: object) -> bool:
+        return False

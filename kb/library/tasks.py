@@ -1,12 +1,67 @@
-"""Celery tasks: take an id, call one service, safe to run twice."""
+"""Celery tasks: take an id, call one service, safe to run twice.
+
+Ingestion runs with acks_late (settings): if a worker dies mid-document the broker hands the
+message to another worker, and the claim in kb/library/ingestion.py counts the attempt, so a
+file that keeps killing workers is quarantined instead of looping forever.
+"""
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 from celery import shared_task
+from celery.signals import worker_ready
+from django.utils import timezone
 
-from kb.library import services
+from kb.library import indexing, ingestion
+
+logger = logging.getLogger(__name__)
+
+# Imported by a worker's main process before its pool starts, so every claim this node makes
+# is newer than this; older claims with its name belong to a previous, dead incarnation.
+PROCESS_STARTED = timezone.now()
 
 
-@shared_task(name="library.ingest_document", acks_late=True)
-def ingest_document_task(document_id: int) -> str:
-    return services.ingest_document(document_id)
+@shared_task(
+    bind=True,
+    name="library.ingest_version",
+    acks_late=True,
+    autoretry_for=(ingestion.TransientIngestError,),
+    retry_backoff=5,
+    retry_backoff_max=300,
+    max_retries=8,
+)
+def ingest_version_task(self: Any, version_id: int) -> str:
+    return ingestion.ingest_version(version_id, ingestion.worker_name(self.request.hostname))
+
+
+@shared_task(name="library.purge_version", acks_late=True)
+def purge_version_task(version_id: int) -> bool:
+    return ingestion.purge_version(version_id)
+
+
+@shared_task(name="library.recover_ingestion")
+def recover_ingestion_task() -> dict[str, int]:
+    return ingestion.recover_ingestion()
+
+
+@shared_task(name="library.rebuild_index", acks_late=True)
+def rebuild_index_task(model_name: str | None = None) -> str:
+    return indexing.rebuild_index(model_name).collection_name
+
+
+def on_worker_start(hostname: str) -> None:
+    """A worker node starts: anything it held before is dead, and the index may need a new
+    generation if EMBEDDING_MODEL changed."""
+    result = ingestion.recover_ingestion(ingestion.node_prefix(hostname), PROCESS_STARTED)
+    logger.info("worker %s start-up recovery: %s", hostname, result)
+    indexing.ensure_index()
+    if indexing.configured_model_differs():
+        logger.warning("EMBEDDING_MODEL changed: rebuilding the index into a new collection")
+        rebuild_index_task.delay()
+
+
+@worker_ready.connect
+def _recover_on_worker_ready(sender: Any = None, **kwargs: Any) -> None:
+    on_worker_start(str(getattr(sender, "hostname", "") or ""))

@@ -1,3 +1,5 @@
+from typing import Any
+
 from django import forms
 
 
@@ -8,5 +10,27 @@ class AskForm(forms.Form):
     )
 
 
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class MultipleFileField(forms.FileField):
+    """Several files in one field (Django's documented recipe)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("widget", MultipleFileInput())
+        super().__init__(*args, **kwargs)
+
+    def clean(self, data: Any, initial: Any = None) -> Any:
+        single = super().clean
+        if isinstance(data, list | tuple):
+            return [single(item, initial) for item in data]
+        return [single(data, initial)]
+
+
 class UploadForm(forms.Form):
-    file = forms.FileField(label="Document (PDF, DOCX, Markdown or text)")
+    file = MultipleFileField(
+        label="Documents or a ZIP archive",
+        help_text="PDF, Word, PowerPoint, Excel, CSV, HTML, Markdown, text, e-mail (.eml), "
+        "scanned images; a ZIP is unpacked and keeps its folders.",
+    )

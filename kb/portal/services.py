@@ -13,8 +13,10 @@ from django.conf import settings
 from inference.answering import Source, build_messages, extractive_answer, verify_citations
 from inference.llm import ChatModel, LlamaCppLLM, LLMUnavailable, OpenAICompatibleLLM
 from inference.retrieval import retrieve
+from ingest.index import AccessScope, IndexHit, MissingCollection
 from kb.accounts.access import AnyUser, access_scope_for
 from kb.library.components import get_embedder, get_index
+from kb.library.indexing import active_generation, hidden_version_ids
 from kb.library.models import Chunk
 
 logger = logging.getLogger(__name__)
@@ -73,7 +75,7 @@ def _load_sources(hit_chunk_ids: list[int], scores: list[float]) -> list[Source]
                 document_id=chunk.document_id,
                 title=chunk.document.title,
                 page=chunk.page,
-                section=chunk.section,
+                section=chunk.section_path,
                 text=chunk.text,
                 score=score,
             )
@@ -81,17 +83,32 @@ def _load_sources(hit_chunk_ids: list[int], scores: list[float]) -> list[Source]
     return sources
 
 
+def search_passages(question: str, scope: AccessScope) -> list[IndexHit]:
+    """Retrieval against the served index generation, embedding with its own model."""
+    for attempt in range(2):
+        generation = active_generation()
+        try:
+            return retrieve(
+                question,
+                scope,
+                embedder=get_embedder(generation.model_name),
+                index=get_index(),
+                collection=generation.collection_name,
+                top_k=settings.RETRIEVAL_TOP_K,
+                min_score=settings.RETRIEVAL_MIN_SCORE,
+                exclude_version_ids=hidden_version_ids(),
+            )
+        except MissingCollection:
+            # A rebuild switched generations between our read and the query: read again.
+            if attempt:
+                raise
+    return []
+
+
 def answer_question(user: AnyUser, question: str) -> Answer:
     started = time.monotonic()
     question = question.strip()
-    hits = retrieve(
-        question,
-        access_scope_for(user),
-        embedder=get_embedder(),
-        index=get_index(),
-        top_k=settings.RETRIEVAL_TOP_K,
-        min_score=settings.RETRIEVAL_MIN_SCORE,
-    )
+    hits = search_passages(question, access_scope_for(user))
     sources = _load_sources([h.chunk_id for h in hits], [h.score for h in hits])
     if not sources:
         return Answer(question, NOT_FOUND_TEXT, "not_found", seconds=time.monotonic() - started)

@@ -11,4 +11,10 @@ urlpatterns = [
     path("collections/<int:collection_id>/status/", views.document_status, name="status"),
     path("documents/<int:document_id>/", views.document_detail, name="document"),
     path("documents/<int:document_id>/download/", views.document_download, name="download"),
+    path("documents/<int:document_id>/delete/", views.document_delete, name="delete"),
+    path(
+        "documents/<int:document_id>/versions/<int:number>/retry/",
+        views.version_retry,
+        name="retry",
+    ),
 ]

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db.models import Count
-from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
+from django.db.models import Count, Prefetch
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from kb.accounts.access import can_upload_to, readable_collections, readable_documents
-from kb.library.services import UploadRejected, upload_document
+from kb.library.models import Document, DocumentVersion
+from kb.library.services import (
+    BatchResult,
+    UploadRejected,
+    collection_backlog,
+    delete_document,
+    retry_version,
+    upload_any,
+)
 from kb.portal.forms import AskForm, UploadForm
 from kb.portal.services import answer_question
 
@@ -39,6 +47,27 @@ def collection_list(request: HttpRequest) -> HttpResponse:
     return render(request, "portal/collections.html", {"collections": collections})
 
 
+def _report_batch(request: HttpRequest, batch: BatchResult) -> None:
+    created = batch.count("created") + batch.count("new_version") + batch.count("retried")
+    if created:
+        messages.success(request, f"{created} file(s) uploaded and queued for indexing.")
+    if batch.count("new_version"):
+        messages.info(request, f"{batch.count('new_version')} of them replace an older version.")
+    for result in batch.results:
+        if result.outcome == "duplicate":
+            messages.info(request, f"{result.version.original_name} is already in this collection.")
+    for path, reason in batch.refused:
+        messages.error(request, f"{path}: {reason}")
+
+
+def _latest_versions() -> Prefetch[str]:
+    return Prefetch(
+        "versions",
+        queryset=DocumentVersion.objects.order_by("-number"),
+        to_attr="ordered_versions",
+    )
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 def collection_detail(request: HttpRequest, collection_id: int) -> HttpResponse:
@@ -53,39 +82,69 @@ def collection_detail(request: HttpRequest, collection_id: int) -> HttpResponse:
             return HttpResponse("Only curators of this department may upload.", status=403)
         form = UploadForm(request.POST, request.FILES)
         if form.is_valid():
-            uploaded = form.cleaned_data["file"]
-            try:
-                result = upload_document(
-                    collection=collection,
-                    name=uploaded.name,
-                    stream=uploaded,
-                    size=uploaded.size,
-                    uploaded_by_id=request.user.pk,
-                )
-            except UploadRejected as exc:
-                messages.error(request, str(exc))
-                status = exc.status
-            else:
-                if result.created:
-                    messages.success(request, f"{uploaded.name} was uploaded and is queued.")
-                else:
-                    messages.info(request, f"{uploaded.name} is already in this collection.")
+            batch = BatchResult()
+            for uploaded in request.FILES.getlist("file"):
+                try:
+                    batch.extend(
+                        upload_any(
+                            collection=collection,
+                            name=uploaded.name or "upload",
+                            stream=uploaded,
+                            size=uploaded.size or 0,
+                            uploaded_by_id=request.user.pk,
+                        )
+                    )
+                except UploadRejected as exc:
+                    batch.refused.append((uploaded.name or "upload", str(exc)))
+                    status = exc.status
+            _report_batch(request, batch)
+            if status == 200:
                 return redirect("portal:collection", collection_id=collection.pk)
-    documents = collection.documents.annotate(chunk_count=Count("chunks")).order_by("-created_at")
+    documents = (
+        collection.documents.select_related("current_version")
+        .prefetch_related(_latest_versions())
+        .order_by("path")
+    )
     return render(
         request,
         "portal/collection.html",
-        {"collection": collection, "documents": documents, "form": form, "may_upload": may_upload},
+        {
+            "collection": collection,
+            "documents": documents,
+            "backlog": collection_backlog(collection),
+            "form": form,
+            "may_upload": may_upload,
+        },
         status=status,
     )
+
+
+def _version_json(version: DocumentVersion) -> dict[str, object]:
+    return {
+        "id": version.pk,
+        "number": version.number,
+        "status": version.status,
+        "status_label": version.get_status_display(),
+        "progress": version.progress,
+        "error_code": version.error_code,
+        "error": version.error,
+        "chunks": version.chunk_count,
+        "pages": version.page_count,
+        "seconds": version.total_seconds,
+    }
 
 
 @login_required
 @require_GET
 def document_status(request: HttpRequest, collection_id: int) -> JsonResponse:
     collection = get_object_or_404(readable_collections(request.user), pk=collection_id)
-    rows = collection.documents.values("id", "status", "error")
-    return JsonResponse({"documents": list(rows)})
+    documents = collection.documents.prefetch_related(_latest_versions())
+    rows = []
+    for document in documents:
+        versions = getattr(document, "ordered_versions", [])
+        if versions:
+            rows.append({"id": document.pk, **_version_json(versions[0])})
+    return JsonResponse({"documents": rows, "backlog": collection_backlog(collection)})
 
 
 @login_required
@@ -94,10 +153,18 @@ def document_detail(request: HttpRequest, document_id: int) -> HttpResponse:
     document = get_object_or_404(
         readable_documents(request.user).select_related("collection__department"), pk=document_id
     )
+    current = document.current_version
+    chunks = current.chunks.order_by("ordinal") if current else []
     return render(
         request,
         "portal/document.html",
-        {"document": document, "chunks": document.chunks.order_by("ordinal")},
+        {
+            "document": document,
+            "current": current,
+            "chunks": chunks,
+            "versions": document.versions.order_by("-number"),
+            "may_manage": can_upload_to(request.user, document.collection),
+        },
     )
 
 
@@ -105,11 +172,50 @@ def document_detail(request: HttpRequest, document_id: int) -> HttpResponse:
 @require_GET
 def document_download(request: HttpRequest, document_id: int) -> FileResponse:
     document = get_object_or_404(readable_documents(request.user), pk=document_id)
+    number = request.GET.get("version")
+    versions = document.versions.all()
+    if number is not None:
+        version = versions.filter(number=int(number) if number.isdigit() else -1).first()
+    else:
+        version = document.current_version or versions.order_by("-number").first()
+    if version is None:
+        raise Http404("no such version")
     # Always an attachment with a generic type, so an uploaded HTML or SVG file can never
     # run in the portal's origin; SecurityMiddleware adds X-Content-Type-Options: nosniff.
     return FileResponse(
-        document.original.open("rb"),
+        version.original.open("rb"),
         as_attachment=True,
-        filename=document.original_name,
+        filename=version.original_name,
         content_type="application/octet-stream",
     )
+
+
+def _managed_document(request: HttpRequest, document_id: int) -> Document:
+    document = get_object_or_404(
+        readable_documents(request.user).select_related("collection"), pk=document_id
+    )
+    if not can_upload_to(request.user, document.collection):
+        raise Http404("not a curator of this collection")
+    return document
+
+
+@login_required
+@require_POST
+def document_delete(request: HttpRequest, document_id: int) -> HttpResponse:
+    document = _managed_document(request, document_id)
+    collection_id, title = document.collection_id, document.title
+    delete_document(document.pk)
+    messages.success(request, f"{title} was deleted, with its versions and index entries.")
+    return redirect("portal:collection", collection_id=collection_id)
+
+
+@login_required
+@require_POST
+def version_retry(request: HttpRequest, document_id: int, number: int) -> HttpResponse:
+    document = _managed_document(request, document_id)
+    version = get_object_or_404(document.versions, number=number)
+    if retry_version(version.pk):
+        messages.success(request, f"{version.original_name} (version {number}) is queued again.")
+    else:
+        messages.info(request, "Only failed or quarantined versions can be retried.")
+    return redirect("portal:collection", collection_id=document.collection_id)

@@ -7,45 +7,29 @@ back to SQLite or the filesystem broker.
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
-from kb.library.components import get_index
-from kb.library.models import Chunk, Collection, Document
-from tests.conftest import wait_for_status
+from kb.library.models import Chunk, Collection, Document, DocumentVersion
+from tests.conftest import index_count, wait_for_version
 from tests.make_files import write_docx, write_pdf
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
-@pytest.fixture
-def celery_worker(fresh_index: None) -> Iterator[None]:
-    if os.environ.get("KB_REQUIRE_SERVICES"):
-        assert settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
-        assert settings.CELERY_BROKER_URL.startswith("redis://")
-    from kb.worker import EmbeddedWorker
-
-    worker = EmbeddedWorker(hostname="thin-slice-test@localhost").start()
-    yield
-    worker.stop()
-
-
-def upload(client: Client, collection: Collection, name: str, content: bytes) -> Document:
+def upload(client: Client, collection: Collection, name: str, content: bytes) -> DocumentVersion:
     response = client.post(
         reverse("portal:collection", args=[collection.pk]),
         {"file": SimpleUploadedFile(name, content)},
     )
     assert response.status_code == 302, response.content[:500]
-    return Document.objects.get(collection=collection, original_name=name)
+    return DocumentVersion.objects.filter(document__collection=collection).get(original_name=name)
 
 
 def ask(client: Client, question: str) -> str:
@@ -75,13 +59,13 @@ def test_upload_ingest_and_ask_with_citations(
             ["Payment terms overview.", "Supplier invoices are paid within 30 days net."],
         ).read_bytes(),
     }
-    documents = [upload(client, finance_collection, n, c) for n, c in files.items()]
-    for document in documents:
-        done = wait_for_status(document.pk, {Document.Status.INDEXED, Document.Status.FAILED})
-        assert done.status == Document.Status.INDEXED, done.error
+    versions = [upload(client, finance_collection, n, c) for n, c in files.items()]
+    for version in versions:
+        done = wait_for_version(version.pk)
+        assert done.status == DocumentVersion.Status.INDEXED, done.error
         assert done.embedding_model.startswith("sentence-transformers/all-MiniLM-L6-v2")
         # The database is the source of truth; the index holds exactly its chunks.
-        assert get_index().count(document_id=done.pk) == done.chunks.count() > 0
+        assert index_count(version_id=done.pk) == done.chunks.count() == done.chunk_count > 0
 
     # Uploading the same bytes again adds nothing.
     again = client.post(
@@ -95,7 +79,7 @@ def test_upload_ingest_and_ask_with_citations(
     assert "FIN-CANARY-7731" in page
     citation = re.search(r'<a class="cite" href="(/documents/(\d+)/#chunk-(\d+))"', page)
     assert citation, page[:3000]
-    travel = Document.objects.get(original_name="travel.md")
+    travel = Document.objects.get(path="travel.md")
     assert int(citation.group(2)) == travel.pk
     cited_chunk = Chunk.objects.get(pk=int(citation.group(3)))
     assert "180 EUR" in cited_chunk.text
@@ -104,7 +88,7 @@ def test_upload_ingest_and_ask_with_citations(
     assert f'id="chunk-{cited_chunk.pk}"'.encode() in viewer.content
 
     pdf_answer = ask(client, "When are supplier invoices paid?")
-    pdf_doc = Document.objects.get(original_name="payments.pdf")
+    pdf_doc = Document.objects.get(path="payments.pdf")
     assert f"/documents/{pdf_doc.pk}/#chunk-" in pdf_answer
     assert Chunk.objects.filter(document=pdf_doc, page=2, text__contains="30 days net").exists()
 
@@ -125,6 +109,8 @@ def test_a_broken_file_fails_alone_with_a_reason(
     client.force_login(alice)
     broken = upload(client, finance_collection, "broken.pdf", b"%PDF-1.4 not a real pdf")
     good = upload(client, finance_collection, "good.txt", b"The cafeteria opens at 8 am.\n")
-    assert wait_for_status(broken.pk, {Document.Status.FAILED}).error.startswith("'broken.pdf'")
-    assert wait_for_status(good.pk, {Document.Status.INDEXED}).chunks.count() == 1
-    assert get_index().count(document_id=broken.pk) == 0
+    failed = wait_for_version(broken.pk)
+    assert (failed.status, failed.error_code) == ("failed", "parse_error")
+    assert failed.error.startswith("'broken.pdf'")
+    assert wait_for_version(good.pk).chunks.count() == 1
+    assert index_count(version_id=broken.pk) == 0

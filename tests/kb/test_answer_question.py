@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 
+from kb.library.ingestion import ingest_version
 from kb.library.models import Collection
-from kb.library.services import ingest_document, upload_document
+from kb.library.services import upload_document
 from kb.portal import services
 from tests.llm_server import free_port
 
@@ -28,7 +29,7 @@ def indexed_policy(fresh_index: None, finance_collection: Collection) -> None:
         size=len(text),
         uploaded_by_id=None,
     )
-    assert ingest_document(result.document.pk) == "indexed"
+    assert ingest_version(result.version.pk) == "indexed"
 
 
 @pytest.fixture

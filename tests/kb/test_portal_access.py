@@ -9,20 +9,25 @@ from django.test import Client
 from django.urls import reverse
 
 from kb.accounts.access import access_scope_for, readable_collections
-from kb.library.models import Chunk, Collection, Document
+from kb.library.models import Chunk, Collection, Document, DocumentVersion
 
 
 def make_document(collection: Collection, text: str) -> Document:
-    document = Document(
-        collection=collection,
-        title="Secret plan",
+    """A document with one indexed version and one chunk, written straight to the database."""
+    document = Document.objects.create(collection=collection, path="plan.txt", title="Secret plan")
+    version = DocumentVersion(
+        document=document,
+        number=1,
         original_name="plan.txt",
         sha256=str(hash(text)).rjust(64, "0"),
-        status=Document.Status.INDEXED,
+        status=DocumentVersion.Status.INDEXED,
+        index_state=DocumentVersion.IndexState.LIVE,
     )
-    document.original.save("plan.txt", ContentFile(text.encode()), save=False)
+    version.original.save("plan.txt", ContentFile(text.encode()), save=False)
+    version.save()
+    Chunk.objects.create(version=version, document=document, ordinal=0, text=text)
+    document.current_version = version
     document.save()
-    Chunk.objects.create(document=document, ordinal=0, text=text)
     return document
 
 
@@ -90,7 +95,22 @@ def test_members_cannot_upload_and_bad_types_are_refused(
     response = logged_in(alice).post(url, {"file": SimpleUploadedFile("tool.exe", b"MZ")})
     assert response.status_code == 415
     assert b"not supported" in response.content
+    disguised = SimpleUploadedFile("photo.png", b"<html><script>alert(1)</script></html>")
+    response = logged_in(alice).post(url, {"file": disguised})
+    assert response.status_code == 415
+    assert b"named as PNG image but its content is something else" in response.content
     empty = logged_in(alice).post(url, {"file": SimpleUploadedFile("empty.txt", b"")})
     assert empty.status_code == 200  # Django's form refuses an empty file with a message
     assert b"empty" in empty.content
+    assert not Document.objects.exists()
+
+
+def test_oversize_uploads_get_413(
+    alice: User, finance_collection: Collection, settings: object
+) -> None:
+    settings.KB_MAX_UPLOAD_BYTES = 1024  # type: ignore[attr-defined]
+    url = reverse("portal:collection", args=[finance_collection.pk])
+    response = logged_in(alice).post(url, {"file": SimpleUploadedFile("big.txt", b"x" * 2048)})
+    assert response.status_code == 413
+    assert b"the limit is" in response.content
     assert not Document.objects.exists()

@@ -13,8 +13,10 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
 from kb.accounts.models import Department, Membership
-from kb.library.models import Collection, Document
-from kb.library.services import ingest_document, upload_document
+from kb.library.components import close_parser
+from kb.library.ingestion import ingest_version
+from kb.library.models import Collection, DocumentVersion
+from kb.library.services import upload_document
 
 DEMO = [
     # department, slug, collection, sample folder, users (name, role)
@@ -76,10 +78,13 @@ class Command(BaseCommand):
                         size=path.stat().st_size,
                         uploaded_by_id=None,
                     )
-                document = result.document
-                if not options["no_ingest"] and document.status != Document.Status.INDEXED:
-                    status = ingest_document(document.pk)
+                version = result.version
+                if not options["no_ingest"] and version.status == DocumentVersion.Status.QUEUED:
+                    # Ingested here, synchronously; the task queued on commit then finds the
+                    # version finished and does nothing.
+                    status = ingest_version(version.pk)
                     self.stdout.write(f"  {collection_name}: {path.name} -> {status}")
+        close_parser()
         self.stdout.write(self.style.SUCCESS("Demo users (user / password / department / role):"))
         for username, password, dept, role in credentials:
             self.stdout.write(f"  {username:6} {password:18} {dept:12} {role}")

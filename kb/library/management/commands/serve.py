@@ -23,13 +23,14 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         from waitress import serve
 
-        from kb.library.components import get_index
+        from kb.library.indexing import ensure_index
 
         # Before the WSGI app exists: WhiteNoise indexes the static folder when it is built.
         call_command("collectstatic", interactive=False, verbosity=0)
         from kb.wsgi import application
 
-        get_index()  # open (or create) the index before the first request, not during it
+        # Open (or build) the index before the first request, not during it.
+        ensure_index()
         worker = None
         if settings.KB_EMBEDDED_WORKER:
             from kb.worker import EmbeddedWorker

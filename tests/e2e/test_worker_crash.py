@@ -1,0 +1,185 @@
+"""Workers killed with SIGKILL mid-document, then restarted (SECURITY.md case 11).
+
+A real `celery worker` process consumes from Redis and writes to PostgreSQL and to its own
+Qdrant Edge index. The test kills it while a document is being parsed (OCR) and while one is
+being embedded, restarts it under the same node name, and checks that every document ends in
+exactly one final state with as many index points as database chunks: no duplicates, no
+orphans. A file whose worker dies three times is quarantined and the rest still complete.
+The index is opened by the test only once the worker has stopped (Qdrant Edge allows one
+process at a time).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from kb.celery import app
+from kb.library.indexing import active_generation, verify_generation
+from kb.library.models import Chunk, Collection, DocumentVersion
+from kb.library.services import upload_document
+from tests.conftest import index_count, wait_for_version
+from tests.e2e.conftest import require_real_services
+from tests.make_files import FONT_LATIN, write_scanned_pdf
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+ROOT = Path(__file__).resolve().parents[2]
+NODE = "crash-test@localhost"
+
+
+class WorkerProcess:
+    """`celery -A kb worker` as production runs it, pointed at the test database."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.env, self.log = env, log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> WorkerProcess:
+        offset = self.log.stat().st_size if self.log.exists() else 0
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable, "-m", "celery", "-A", "kb", "worker", "--pool=solo",
+                    "-n", NODE, "--without-heartbeat", "--without-mingle", "--without-gossip",
+                    "--loglevel=INFO",
+                ],
+                cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        deadline = time.monotonic() + 120
+        while f"{NODE} ready".encode() not in self.log.read_bytes()[offset:]:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"worker did not start:\n{self.tail()}")
+            time.sleep(0.2)
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL the worker; its parser child must not outlive it."""
+        assert self.process is not None
+        children = psutil.Process(self.process.pid).children(recursive=True)
+        os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+        _, alive = psutil.wait_procs(children, timeout=10)
+        assert not alive, f"orphaned after the worker died: {alive}"
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)  # warm shutdown
+            self.process.wait(timeout=60)
+
+    def tail(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:]
+
+
+@pytest.fixture
+def worker(fresh_index: None, tmp_path: Path) -> Iterator[WorkerProcess]:
+    require_real_services()
+    app.control.purge()  # leftovers of earlier tests must not be what this worker runs
+    database = connection.settings_dict
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{database['USER']}@{database['HOST']}:{database['PORT']}/"
+        f"{database['NAME']}",
+        "QDRANT_EDGE_PATH": str(settings.QDRANT_EDGE_PATH),
+        "KB_FILES_DIR": str(settings.MEDIA_ROOT),
+        "KB_PURGE_GRACE_SECONDS": "0",
+    }
+    process = WorkerProcess(env, tmp_path / "worker.log")
+    yield process
+    process.stop()
+
+
+def upload(collection: Collection, name: str, content: bytes) -> int:
+    return upload_document(
+        collection=collection,
+        name=name,
+        stream=io.BytesIO(content),
+        size=len(content),
+        uploaded_by_id=None,
+    ).version.pk
+
+
+def long_document(topic: str, paragraphs: int) -> bytes:
+    body = "\n\n".join(
+        f"Section {i} of the {topic} manual explains step {i} in detail. Operators check the "
+        f"gauge, record reading {i} in the log, and escalate readings above {i + 40} units."
+        for i in range(paragraphs)
+    )
+    return f"# {topic} manual\n\n{body}\n".encode()
+
+
+def kill_when(worker: WorkerProcess, version_id: int, status: str, min_progress: int = 0) -> None:
+    deadline = time.monotonic() + 120
+    while True:
+        version = DocumentVersion.objects.get(pk=version_id)
+        if version.status == status and version.progress >= min_progress:
+            worker.kill()
+            return
+        if version.status in DocumentVersion.FINAL or time.monotonic() > deadline:
+            raise AssertionError(f"missed {status}: {version.status}\n{worker.tail()}")
+        time.sleep(0.02)
+
+
+def assert_consistent(version_ids: list[int]) -> None:
+    for version_id in version_ids:
+        version = DocumentVersion.objects.get(pk=version_id)
+        assert version.status in DocumentVersion.FINAL, (version_id, version.status)
+    live = DocumentVersion.objects.filter(index_state="live")
+    assert index_count() == Chunk.objects.filter(version__in=live).count()
+    assert verify_generation(active_generation()) == ([], [])  # no missing, no strays
+
+
+def test_a_worker_killed_while_parsing_and_while_embedding_recovers_cleanly(
+    worker: WorkerProcess, finance_collection: Collection, tmp_path: Path
+) -> None:
+    scanned = write_scanned_pdf(
+        tmp_path / "s.pdf",
+        [(["Boiler inspection report", "Pressure within limits."], FONT_LATIN)] * 3,
+    ).read_bytes()
+    ids = [
+        upload(finance_collection, "inspection.pdf", scanned),
+        upload(finance_collection, "boiler.md", long_document("Boiler", 160)),
+        upload(finance_collection, "notes.txt", b"The plant closes at six on Fridays.\n"),
+    ]
+    worker.start()
+    kill_when(worker, ids[0], "parsing")  # in the middle of OCR
+    worker.start()
+    kill_when(worker, ids[1], "embedding", min_progress=40)  # half-embedded
+    worker.start()
+    for version_id in ids:
+        assert wait_for_version(version_id).status == "indexed", worker.tail()
+    worker.stop()
+
+    attempts = {v.original_name: v.attempts for v in DocumentVersion.objects.all()}
+    assert attempts == {"inspection.pdf": 2, "boiler.md": 2, "notes.txt": 1}
+    assert_consistent(ids)
+
+
+def test_a_file_that_kills_its_worker_three_times_is_quarantined(
+    worker: WorkerProcess, finance_collection: Collection
+) -> None:
+    deadly = upload(finance_collection, "deadly.md", long_document("Turbine", 160))
+    others = [
+        upload(finance_collection, f"note-{i}.txt", f"Note {i}.\n".encode()) for i in range(3)
+    ]
+    worker.start()
+    for _ in range(3):
+        kill_when(worker, deadly, "embedding", min_progress=35)
+        worker.start()
+    quarantined = wait_for_version(deadly)
+    assert (quarantined.status, quarantined.error_code) == ("quarantined", "quarantined")
+    for version_id in others:
+        assert wait_for_version(version_id).status == "indexed", worker.tail()
+    worker.stop()
+    assert not quarantined.chunks.exists()
+    assert_consistent([deadly, *others])

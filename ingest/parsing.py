@@ -171,8 +171,8 @@ def _configure_unstructured() -> None:
     from unstructured.nlp import tokenize
     from unstructured.partition import text_type
 
-    text_type.sent_tokenize = _fast_sentences  # type: ignore[assignment]
-    text_type.word_tokenize = _fast_words  # type: ignore[assignment]
+    text_type.sent_tokenize = _fast_sentences  # type: ignore[attr-defined]
+    text_type.word_tokenize = _fast_words  # type: ignore[attr-defined,assignment]
     nlp = tokenize._get_nlp()
     if "parser" in nlp.pipe_names:
         nlp.disable_pipe("parser")

@@ -40,3 +40,14 @@ def test_every_variable_the_compose_file_uses_is_in_the_example_env() -> None:
 
 def test_images_run_as_a_non_root_user() -> None:
     assert re.search(r"^USER kb$", (COMPOSE / "Dockerfile").read_text(), re.MULTILINE)
+
+
+def test_worker_keeps_a_stable_name_and_beat_runs_the_recovery_schedule() -> None:
+    services = load()["services"]
+    command = services["worker"]["command"]
+    assert isinstance(command, list)
+    # A stable node name lets a restarted worker recognise its dead claims (ingestion.py);
+    # the threads pool shares one embedding model between concurrent tasks.
+    assert command[command.index("-n") + 1] == f"ingest@{services['worker']['hostname']}"
+    assert command[command.index("--pool") + 1] == "threads"
+    assert "beat" in services["beat"]["command"]  # type: ignore[operator]

@@ -222,3 +222,27 @@ def test_partitioning_makes_no_outbound_connection(
     assert find(document, "Revenue grew")
     assert tokenize._get_nlp().meta["version"] == "3.8.0"
     assert no_network == []
+
+
+def test_unstructured_counts_sentences_without_spacys_parser(tmp_path: Path) -> None:
+    """The speed-up in parsing._configure_unstructured patches a pinned unstructured; if an
+    upgrade moves the functions, this fails instead of parsing silently slowing down 4x."""
+    from unstructured.nlp import tokenize
+    from unstructured.partition import text_type
+
+    source = tmp_path / "notes.txt"
+    source.write_text("Quarterly Results\n\nRevenue grew in every region. Costs fell by a tenth.\n")
+    parse_file(source, "notes.txt")
+
+    split = text_type.sent_tokenize  # type: ignore[attr-defined]
+    assert split("First one. Second one! 第三句。第四句？") == [
+        "First one.",
+        "Second one!",
+        "第三句。",
+        "第四句？",
+    ]
+    assert "parser" not in tokenize._get_nlp().pipe_names
+    # Classification still works on the cheap counts.
+    assert text_type.is_possible_title("Quarterly Results")
+    assert not text_type.is_possible_title("Revenue grew in every region. Costs fell by a tenth.")
+    assert text_type.is_possible_narrative_text("Revenue grew in every region. Costs fell.")

@@ -60,6 +60,27 @@ def _wait(version_ids: list[int], timeout: float) -> None:
         time.sleep(0.2)
 
 
+def _cpu_seconds(embedder: Any) -> dict[str, float]:
+    import psutil
+
+    process = psutil.Process()
+    times = process.cpu_times()
+    thread_id = getattr(embedder._thread, "native_id", None)
+    model = sum(t.user_time + t.system_time for t in process.threads() if t.id == thread_id)
+    children = 0.0
+    for child in process.children(recursive=True):
+        try:
+            child_times = child.cpu_times()
+            children += child_times.user + child_times.system
+        except psutil.Error:
+            continue
+    return {
+        "model_thread": model,
+        "other_worker_threads": times.user + times.system - model,
+        "parser_child": children,
+    }
+
+
 def run(documents: int, seed: int, out: Path) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="kb-bench-"))
     _prepare_environment(work / "data")
@@ -101,6 +122,7 @@ def run(documents: int, seed: int, out: Path) -> dict[str, Any]:
 
         embedder = get_embedder()
         busy_before = embedder.stats.busy_seconds
+        cpu_before = _cpu_seconds(embedder)
         started = time.monotonic()
         batch = upload_folder(collection=collection, root=corpus, uploaded_by_id=None)
         upload_seconds = time.monotonic() - started
@@ -108,6 +130,7 @@ def run(documents: int, seed: int, out: Path) -> dict[str, Any]:
         _wait(version_ids, 3600)
         seconds = time.monotonic() - started
         model_busy = embedder.stats.busy_seconds - busy_before
+        cpu_after = _cpu_seconds(embedder)
     finally:
         worker.stop()
 
@@ -161,8 +184,12 @@ def run(documents: int, seed: int, out: Path) -> dict[str, Any]:
         # Seconds the model thread spent encoding during the run; the rest it waited for work.
         "model_busy_seconds": round(model_busy, 2),
         "stage_seconds_total": stage,
+        # Where the CPU went during the run (core-seconds): the model thread, everything else
+        # in the worker process, and the parser child. PostgreSQL's own CPU is not included.
+        "cpu_seconds": {k: round(cpu_after[k] - cpu_before.get(k, 0.0), 2) for k in cpu_after},
         "device": embedder.device,
         "batch_size": embedder.batch_size,
+        "concurrency": settings.KB_INGEST_CONCURRENCY,
         "model": embedder.model_id,
         "database": settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1],
         "broker": settings.CELERY_BROKER_URL.split("://", 1)[0],

@@ -187,9 +187,9 @@ KB_MAX_ARCHIVE_ENTRIES = envint("KB_MAX_ARCHIVE_ENTRIES", 10_000, minimum=1)
 KB_MAX_ARCHIVE_MB = envint("KB_MAX_ARCHIVE_MB", 2048, minimum=1)
 KB_MAX_COMPRESSION_RATIO = envfloat("KB_MAX_COMPRESSION_RATIO", 200.0)
 # Documents a worker process ingests at once (Celery's threads pool): while one is parsed,
-# the others' chunks are embedded together in large batches. 3 suits a small CPU; a GPU
-# worker keeps up with more.
-KB_INGEST_CONCURRENCY = envint("KB_INGEST_CONCURRENCY", 3, minimum=1)
+# the others' chunks are embedded together in large batches (sorted by length, so more
+# documents in flight means less padding). Threads are cheap; a GPU worker keeps up with more.
+KB_INGEST_CONCURRENCY = envint("KB_INGEST_CONCURRENCY", 6, minimum=1)
 # A file whose worker dies this many times is quarantined instead of retried again.
 KB_MAX_INGEST_ATTEMPTS = envint("KB_MAX_INGEST_ATTEMPTS", 3, minimum=1)
 # A claim whose worker has shown no progress for this long is handed to another worker.

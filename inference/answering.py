@@ -85,6 +85,78 @@ def split_reasoning(text: str) -> tuple[str, str]:
     return answer.strip(), "\n".join(part.strip() for part in reasoning_parts).strip()
 
 
+class ReasoningStream:
+    """`split_reasoning` for a stream: feed text pieces, get (kind, text) pieces back.
+
+    `kind` is "answer" or "reasoning". Text that might be the start of a `<think>` or
+    `</think>` tag is held back until the next piece decides it, so a tag split across two
+    pieces never leaks. `starts_in_reasoning` is for DeepSeek-R1 models served without a
+    reasoning parser: their chat template opens `<think>` in the prompt, so the output
+    begins mid-thought and only `</think>` marks where the answer starts. If the stream ends
+    still inside a thought (cut off), nothing of it was ever emitted as the answer.
+    """
+
+    _OPEN, _CLOSE = "<think>", "</think>"
+
+    def __init__(self, starts_in_reasoning: bool = False) -> None:
+        self.in_reasoning = starts_in_reasoning
+        self._pending = ""
+        self.answer_started = False
+
+    def feed(self, text: str) -> list[tuple[str, str]]:
+        self._pending += text
+        out: list[tuple[str, str]] = []
+        while self._pending:
+            tag = self._CLOSE if self.in_reasoning else self._OPEN
+            lowered = self._pending.lower()
+            found = lowered.find(tag)
+            # R1 may close a thought it never opened even when not told to expect one.
+            stray_close = -1 if self.in_reasoning else lowered.find(self._CLOSE)
+            if stray_close != -1 and (found == -1 or stray_close < found):
+                head = self._pending[:stray_close]
+                if head.strip():
+                    out.append(("reasoning", head))
+                self._pending = self._pending[stray_close + len(self._CLOSE) :]
+                continue
+            if found != -1:
+                self._emit(out, self._pending[:found])
+                self._pending = self._pending[found + len(tag) :]
+                self.in_reasoning = not self.in_reasoning
+                continue
+            keep = self._partial_tag_length(lowered)
+            self._emit(out, self._pending[: len(self._pending) - keep])
+            self._pending = self._pending[len(self._pending) - keep :]
+            break
+        return out
+
+    def finish(self) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        self._emit(out, self._pending)
+        self._pending = ""
+        return out
+
+    def _emit(self, out: list[tuple[str, str]], text: str) -> None:
+        if not text:
+            return
+        if self.in_reasoning:
+            out.append(("reasoning", text))
+            return
+        if not self.answer_started:
+            text = text.lstrip()  # the blank lines after </think>
+            if not text:
+                return
+            self.answer_started = True
+        out.append(("answer", text))
+
+    def _partial_tag_length(self, lowered: str) -> int:
+        """Length of the longest tail of `lowered` that could begin either tag."""
+        for length in range(min(len(lowered), len(self._CLOSE) - 1), 0, -1):
+            tail = lowered[-length:]
+            if self._OPEN.startswith(tail) or self._CLOSE.startswith(tail):
+                return length
+        return 0
+
+
 def verify_citations(answer: str, source_count: int) -> tuple[str, list[int]]:
     """Drop citations that point at no retrieved source; return the cited numbers in order."""
     cited: list[int] = []

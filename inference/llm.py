@@ -6,12 +6,14 @@ production; llama.cpp's server in tests) and llama.cpp in-process for the embedd
 
 from __future__ import annotations
 
+import re
 import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from inference.answering import split_reasoning
+from inference.answering import ReasoningStream, split_reasoning
 
 
 class LLMUnavailable(Exception):
@@ -20,6 +22,8 @@ class LLMUnavailable(Exception):
 
 @dataclass(frozen=True)
 class Completion:
+    """A whole reply. Token counts are 0 where the server did not report them."""
+
     answer: str
     reasoning: str
     model: str
@@ -27,11 +31,57 @@ class Completion:
     completion_tokens: int
 
 
+@dataclass(frozen=True)
+class Delta:
+    """A piece of a streamed reply: `kind` is "answer" or "reasoning" (never shown as answer)."""
+
+    kind: str
+    text: str
+
+
 class ChatModel(Protocol):
     @property
     def model_id(self) -> str: ...
 
     def complete(self, messages: list[dict[str, str]]) -> Completion: ...
+
+    def stream(self, messages: list[dict[str, str]]) -> Iterator[Delta | Completion]:
+        """Deltas as the model writes them, then one Completion (the whole reply, split).
+
+        Raises LLMUnavailable before or during the stream (down, timed out, cut off)."""
+        ...
+
+
+_R1_NAME = re.compile(r"deepseek[-_ ]?r1|r1[-_ ]distill|\breasoner\b|\bqwq\b", re.IGNORECASE)
+
+
+def thinks_before_answering(model: str) -> bool:
+    """DeepSeek-R1 and its distills open `<think>` in the prompt template, so a server run
+    without a reasoning parser streams the thought first with no opening tag."""
+    return bool(_R1_NAME.search(model))
+
+
+def _split_stream(
+    pieces: Iterable[tuple[str, str]], starts_in_reasoning: bool
+) -> Iterator[Delta | tuple[str, str]]:
+    """Turn (kind, text) pieces from a backend into Deltas; at the end yield the whole
+    (answer, reasoning), split again from the full text so nothing streamed early stays."""
+    splitter = ReasoningStream(starts_in_reasoning)
+    content: list[str] = []
+    reasoning: list[str] = []
+    for kind, text in pieces:
+        if kind == "reasoning":  # a server-side reasoning parser already separated it
+            reasoning.append(text)
+            yield Delta("reasoning", text)
+            continue
+        content.append(text)
+        for piece_kind, piece in splitter.feed(text):
+            yield Delta(piece_kind, piece)
+    for piece_kind, piece in splitter.finish():
+        yield Delta(piece_kind, piece)
+    full = ("<think>" if starts_in_reasoning else "") + "".join(content)
+    answer, inline_reasoning = split_reasoning(full)
+    yield answer, "\n".join(p for p in ("".join(reasoning), inline_reasoning) if p).strip()
 
 
 def _completion_from_message(
@@ -56,9 +106,13 @@ class OpenAICompatibleLLM:
         timeout: float = 120.0,
         max_tokens: int = 512,
         max_retries: int = 2,
+        starts_in_reasoning: bool | None = None,
     ) -> None:
         self.base_url = base_url
         self.model = model
+        self.starts_in_reasoning = (
+            thinks_before_answering(model) if starts_in_reasoning is None else starts_in_reasoning
+        )
         self.api_key = api_key
         self.timeout = timeout
         self.max_tokens = max_tokens
@@ -101,6 +155,60 @@ class OpenAICompatibleLLM:
             message.content, reasoning, response.model or self.model, response.usage
         )
 
+    def stream(self, messages: list[dict[str, str]]) -> Iterator[Delta | Completion]:
+        import httpx
+        import openai
+
+        usage: Any = None
+        served_model = self.model
+        completion_pieces = 0
+
+        def pieces() -> Iterator[tuple[str, str]]:
+            nonlocal usage, served_model, completion_pieces
+            response = self._get_client().chat.completions.create(
+                model=self.model,
+                messages=messages,
+                max_tokens=self.max_tokens,
+                temperature=0.1,
+                stream=True,
+                # vLLM reports token usage in a last chunk; servers that don't, ignore it.
+                stream_options={"include_usage": True},
+            )
+            for chunk in response:
+                usage = getattr(chunk, "usage", None) or usage
+                served_model = chunk.model or served_model
+                if not chunk.choices:
+                    continue
+                delta = chunk.choices[0].delta
+                # vLLM's deepseek_r1 reasoning parser streams the thought separately.
+                thought = getattr(delta, "reasoning_content", None) or getattr(
+                    delta, "reasoning", None
+                )
+                if thought:
+                    yield "reasoning", thought
+                if delta.content:
+                    completion_pieces += 1
+                    yield "answer", delta.content
+
+        try:
+            for item in _split_stream(pieces(), self.starts_in_reasoning):
+                if isinstance(item, Delta):
+                    yield item
+                    continue
+                answer, reasoning = item
+        except (openai.APIConnectionError, openai.APITimeoutError, httpx.HTTPError) as exc:
+            raise LLMUnavailable(f"language model server unreachable or cut off: {exc}") from exc
+        except openai.APIStatusError as exc:
+            raise LLMUnavailable(f"language model server answered {exc.status_code}") from exc
+        yield Completion(
+            answer=answer,
+            reasoning=reasoning,
+            model=served_model,
+            prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+            # Without a usage report, each streamed piece is one generated token.
+            completion_tokens=int(getattr(usage, "completion_tokens", 0) or completion_pieces),
+        )
+
 
 class LlamaCppLLM:
     def __init__(self, gguf_path: Path, context_tokens: int = 4096, max_tokens: int = 512) -> None:
@@ -115,22 +223,25 @@ class LlamaCppLLM:
     def model_id(self) -> str:
         return f"llama.cpp:{self.gguf_path.name}"
 
+    def _loaded(self) -> Any:
+        if self._llama is None:
+            try:
+                from llama_cpp import Llama
+            except ImportError as exc:
+                raise LLMUnavailable(
+                    "LLM_GGUF_PATH is set but llama-cpp-python is not installed "
+                    "(pip install '.[llamacpp]')"
+                ) from exc
+            if not self.gguf_path.is_file():
+                raise LLMUnavailable(f"GGUF model file not found: {self.gguf_path}")
+            self._llama = Llama(
+                model_path=str(self.gguf_path), n_ctx=self.context_tokens, verbose=False
+            )
+        return self._llama
+
     def complete(self, messages: list[dict[str, str]]) -> Completion:
         with self._lock:
-            if self._llama is None:
-                try:
-                    from llama_cpp import Llama
-                except ImportError as exc:
-                    raise LLMUnavailable(
-                        "LLM_GGUF_PATH is set but llama-cpp-python is not installed "
-                        "(pip install '.[llamacpp]')"
-                    ) from exc
-                if not self.gguf_path.is_file():
-                    raise LLMUnavailable(f"GGUF model file not found: {self.gguf_path}")
-                self._llama = Llama(
-                    model_path=str(self.gguf_path), n_ctx=self.context_tokens, verbose=False
-                )
-            response = self._llama.create_chat_completion(
+            response = self._loaded().create_chat_completion(
                 messages=messages, max_tokens=self.max_tokens, temperature=0.1
             )
         message = response["choices"][0]["message"]
@@ -141,3 +252,33 @@ class LlamaCppLLM:
             prompt_tokens=int(usage.get("prompt_tokens", 0)),
             completion_tokens=int(usage.get("completion_tokens", 0)),
         )
+
+    def stream(self, messages: list[dict[str, str]]) -> Iterator[Delta | Completion]:
+        # The lock is held until the stream is consumed or closed: one generation at a time.
+        with self._lock:
+            llama = self._loaded()
+            generated = 0
+
+            def pieces() -> Iterator[tuple[str, str]]:
+                nonlocal generated
+                for chunk in llama.create_chat_completion(
+                    messages=messages, max_tokens=self.max_tokens, temperature=0.1, stream=True
+                ):
+                    text = chunk["choices"][0]["delta"].get("content")
+                    if text:
+                        generated += 1
+                        yield "answer", text
+
+            for item in _split_stream(pieces(), thinks_before_answering(self.gguf_path.name)):
+                if isinstance(item, Delta):
+                    yield item
+                    continue
+                answer, reasoning = item
+            yield Completion(
+                answer=answer,
+                reasoning=reasoning,
+                model=self.model_id,
+                # The context holds the prompt and what was generated.
+                prompt_tokens=max(int(llama.n_tokens) - generated, 0),
+                completion_tokens=generated,
+            )

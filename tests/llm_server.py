@@ -30,7 +30,10 @@ def gemma_gguf(cache_dir: Path) -> Path:
 
 
 @contextmanager
-def llama_cpp_server(model: Path, log: Path) -> Iterator[str]:
+def llama_cpp_server(
+    model: Path, log: Path, processes: list[subprocess.Popen[bytes]] | None = None
+) -> Iterator[str]:
+    """Yields the server's /v1 URL; `processes` receives the server process (to kill it)."""
     pytest.importorskip("llama_cpp.server", reason="install the llamacpp extra")
     port = free_port()
     with log.open("wb") as out:
@@ -54,6 +57,8 @@ def llama_cpp_server(model: Path, log: Path) -> Iterator[str]:
             stderr=subprocess.STDOUT,
             env={**os.environ, "HF_HUB_OFFLINE": "1"},
         )
+        if processes is not None:
+            processes.append(process)
         base_url = f"http://127.0.0.1:{port}/v1"
         try:
             deadline = time.monotonic() + 120

@@ -209,6 +209,9 @@ LLM_MODEL = envstr("LLM_MODEL", "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B")
 LLM_API_KEY = envstr("LLM_API_KEY", "not-needed")
 LLM_TIMEOUT_SECONDS = envfloat("LLM_TIMEOUT_SECONDS", 120.0)
 LLM_MAX_TOKENS = envint("LLM_MAX_TOKENS", 512, minimum=16)
+# Recorded with every answer, so a model switch or rollback can be traced (e.g. the served
+# model directory's revision). For a local GGUF the file's own fingerprint is used instead.
+LLM_MODEL_VERSION = envstr("LLM_MODEL_VERSION", "")
 # Embedded: a GGUF file for llama.cpp. Unset (and no LLM_BASE_URL) means extractive answers.
 LLM_GGUF_PATH = envoptional("LLM_GGUF_PATH")
 LLM_CONTEXT_TOKENS = envint("LLM_CONTEXT_TOKENS", 4096, minimum=512)

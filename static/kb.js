@@ -36,3 +36,124 @@
   }
   setTimeout(poll, 1500);
 })();
+
+// Ask page: stream the answer over server-sent events (a POST, so fetch reads the stream).
+// Everything the model writes is inserted as text; only the finished answer, which the
+// server escaped and whose citations it verified, is inserted as HTML.
+(function () {
+  const form = document.getElementById("ask-form");
+  if (!form || !window.fetch || !window.TextDecoder) return;
+  const answers = document.getElementById("answers");
+  const template = document.getElementById("answer-template");
+  const conversation = form.querySelector('input[name="conversation"]');
+  const newConversation = document.getElementById("new-conversation");
+  const question = form.querySelector("textarea");
+  const submit = form.querySelector('button[type="submit"]');
+
+  newConversation.addEventListener("click", () => {
+    conversation.value = "";
+    answers.replaceChildren();
+    newConversation.hidden = true;
+    question.focus();
+  });
+
+  function sourceItem(s) {
+    const li = document.createElement("li");
+    li.id = `source-${s.number}`;
+    const link = document.createElement("a");
+    link.href = s.url;
+    const title = document.createElement("strong");
+    title.textContent = `[${s.number}] ${s.title}`;
+    link.append(title, s.page ? `, page ${s.page}` : "");
+    li.append(link);
+    if (s.section) {
+      const section = document.createElement("span");
+      section.className = "section";
+      section.textContent = s.section;
+      li.append(section);
+    }
+    const snippet = document.createElement("p");
+    snippet.className = "snippet";
+    snippet.textContent = s.snippet;
+    li.append(snippet);
+    return li;
+  }
+
+  function handle(card, event, data) {
+    const text = card.querySelector(".answer-text");
+    const working = card.querySelector(".working");
+    if (event === "sources") {
+      const list = card.querySelector(".sources");
+      data.forEach((s) => list.append(sourceItem(s)));
+      card.querySelector(".sources-heading").hidden = data.length === 0;
+      working.textContent = data.length ? "Writing the answer…" : "";
+    } else if (event === "answer") {
+      working.hidden = true;
+      text.append(document.createTextNode(data.text));
+    } else if (event === "reasoning") {
+      const box = card.querySelector(".reasoning");
+      box.hidden = false;
+      box.querySelector("pre").append(document.createTextNode(data.text));
+    } else if (event === "done") {
+      working.hidden = true;
+      text.className = `answer-text ${data.mode}`;
+      text.innerHTML = data.html;
+      card.classList.remove("streaming");
+      card.querySelectorAll(".sources li").forEach((li) => {
+        li.classList.toggle("cited", data.cited.includes(Number(li.id.split("-")[1])));
+      });
+      if (data.notice) {
+        const notice = card.querySelector(".notice");
+        notice.textContent = data.notice;
+        notice.hidden = false;
+      }
+      const model = data.model ? `Model ${data.model}${data.model_version ? ` (${data.model_version})` : ""} · ` : "";
+      card.querySelector(".meta").textContent = `${model}${data.seconds.toFixed(1)} s`;
+      conversation.value = data.conversation;
+      newConversation.hidden = false;
+    } else if (event === "error") {
+      working.hidden = true;
+      const notice = card.querySelector(".notice");
+      notice.textContent = data.message;
+      notice.hidden = false;
+    }
+  }
+
+  form.addEventListener("submit", async (submitEvent) => {
+    submitEvent.preventDefault();
+    if (!question.value.trim()) return;
+    const card = template.content.firstElementChild.cloneNode(true);
+    card.querySelector(".question").textContent = question.value.trim();
+    answers.append(card);
+    const body = new FormData(form);
+    question.value = "";
+    submit.disabled = true;
+    try {
+      const response = await fetch(form.dataset.streamUrl, {
+        method: "POST", body, credentials: "same-origin", headers: { Accept: "text/event-stream" },
+      });
+      if (!response.ok || !response.body) throw new Error(`HTTP ${response.status}`);
+      const reader = response.body.getReader();
+      const decoder = new TextDecoder();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += decoder.decode(value, { stream: true });
+        let end;
+        while ((end = buffer.indexOf("\n\n")) !== -1) {
+          const block = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          const event = (block.match(/^event: (.*)$/m) || [])[1];
+          const data = (block.match(/^data: (.*)$/m) || [])[1];
+          if (event && data) handle(card, event, JSON.parse(data));
+        }
+      }
+    } catch (error) {
+      handle(card, "error", { message: "The answer could not be loaded. Check your connection and try again." });
+    } finally {
+      submit.disabled = false;
+      card.scrollIntoView({ block: "nearest" });
+    }
+  });
+})();

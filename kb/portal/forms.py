@@ -8,6 +8,8 @@ class AskForm(forms.Form):
         max_length=2000,
         widget=forms.Textarea(attrs={"rows": 3, "placeholder": "Ask about your documents…"}),
     )
+    # The conversation a follow-up belongs to; empty starts a new one.
+    conversation = forms.IntegerField(required=False, widget=forms.HiddenInput)
 
 
 class MultipleFileInput(forms.ClearableFileInput):

@@ -1,23 +1,50 @@
-"""answer_question: retrieval inside the user's scope, then the model or extractive passages."""
+"""Answering: retrieval inside the user's scope, then the model (streamed) or passages.
+
+`stream_answer` is the one path: it yields events as the answer is produced (sources, answer
+and reasoning pieces, then the finished answer) and records the turn; `answer_question` is
+the same path consumed to the end. With no model configured, the model down, or the model
+cut off mid-answer, the answer degrades to the best passages with a notice, never an error.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import PermissionDenied
 
-from inference.answering import Source, build_messages, extractive_answer, verify_citations
-from inference.llm import ChatModel, LlamaCppLLM, LLMUnavailable, OpenAICompatibleLLM
+from inference.answering import (
+    Source,
+    accept_rewrite,
+    build_messages,
+    extractive_answer,
+    fallback_rewrite,
+    is_follow_up,
+    rewrite_messages,
+    verify_citations,
+)
+from inference.llm import (
+    ChatModel,
+    Completion,
+    Delta,
+    LlamaCppLLM,
+    LLMUnavailable,
+    OpenAICompatibleLLM,
+)
 from inference.retrieval import retrieve
+from ingest.embedding import model_fingerprint
 from ingest.index import AccessScope, IndexHit, MissingCollection
 from kb.accounts.access import AnyUser, access_scope_for
 from kb.library.components import get_embedder, get_index
 from kb.library.indexing import active_generation, hidden_version_ids
 from kb.library.models import Chunk
+from kb.portal.models import Conversation, Turn
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +58,15 @@ class Answer:
     cited: list[int] = field(default_factory=list)
     notice: str = ""
     model: str = ""
+    model_version: str = ""
+    reasoning: str = ""
+    search_query: str = ""
     seconds: float = 0.0
+    first_token_seconds: float | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    conversation_id: int | None = None
+    turn_id: int | None = None
 
     @property
     def cited_sources(self) -> list[Source]:
@@ -61,10 +96,24 @@ def get_chat_model() -> ChatModel | None:
     return None
 
 
-def _load_sources(hit_chunk_ids: list[int], scores: list[float]) -> list[Source]:
-    chunks = Chunk.objects.select_related("document").in_bulk(hit_chunk_ids)
+@lru_cache(maxsize=1)
+def chat_model_version() -> str:
+    """The version recorded with every answer: LLM_MODEL_VERSION as the operator declares it
+    (vLLM serves a directory; its revision is known to whoever deployed it), or for a local
+    GGUF a fingerprint of the file itself."""
+    if settings.LLM_MODEL_VERSION:
+        return str(settings.LLM_MODEL_VERSION)
+    if not settings.LLM_BASE_URL and settings.LLM_GGUF_PATH:
+        path = Path(settings.LLM_GGUF_PATH)
+        return model_fingerprint(path) if path.is_file() else ""
+    return ""
+
+
+def _load_sources(hits: list[IndexHit]) -> list[Source]:
+    chunks = Chunk.objects.select_related("document").in_bulk([h.chunk_id for h in hits])
     sources: list[Source] = []
-    for chunk_id, score in zip(hit_chunk_ids, scores, strict=True):
+    for hit in hits:
+        chunk_id, score = hit.chunk_id, hit.score
         chunk = chunks.get(chunk_id)
         if chunk is None:  # deleted since it was indexed; the index catches up on its own
             continue
@@ -105,37 +154,129 @@ def search_passages(question: str, scope: AccessScope) -> list[IndexHit]:
     return []
 
 
-def answer_question(user: AnyUser, question: str) -> Answer:
+def _conversation_for(user: AnyUser, conversation_id: int | None, question: str) -> Conversation:
+    if not user.is_authenticated:
+        raise PermissionDenied("sign in to ask")
+    if conversation_id is None:
+        return Conversation.objects.create(user_id=int(user.pk), title=question[:200])
+    conversation = Conversation.objects.filter(pk=conversation_id).first()
+    # Someone else's conversation is refused, not silently replaced by a new one.
+    if conversation is None or conversation.user_id != user.pk:
+        raise PermissionDenied("that conversation is not yours")
+    return conversation
+
+
+def search_query_for(question: str, earlier: list[str], model: ChatModel | None) -> str:
+    """The question as retrieval should see it: follow-ups rewritten to stand alone."""
+    if not earlier or not is_follow_up(question):
+        return question
+    if model is None:
+        return fallback_rewrite(earlier, question)
+    try:
+        rewritten = model.complete(rewrite_messages(earlier, question)).answer
+    except LLMUnavailable:
+        return fallback_rewrite(earlier, question)
+    return accept_rewrite(rewritten, question, earlier)
+
+
+def _source_json(source: Source, hit: IndexHit | None) -> dict[str, Any]:
+    return {
+        "number": source.number,
+        "chunk_id": source.chunk_id,
+        "document_id": source.document_id,
+        "version_id": hit.version_id if hit else None,
+        "score": round(source.score, 4),
+    }
+
+
+def stream_answer(
+    user: AnyUser, question: str, conversation_id: int | None = None
+) -> Iterator[tuple[str, Any]]:
+    """Events: ("sources", [Source]), ("answer", text piece), ("reasoning", text piece),
+    then ("done", Answer). The turn is recorded before "done" is yielded."""
     started = time.monotonic()
     question = question.strip()
-    hits = search_passages(question, access_scope_for(user))
-    sources = _load_sources([h.chunk_id for h in hits], [h.score for h in hits])
-    if not sources:
-        return Answer(question, NOT_FOUND_TEXT, "not_found", seconds=time.monotonic() - started)
-
+    conversation = _conversation_for(user, conversation_id, question)
+    earlier = list(conversation.turns.order_by("-id").values_list("search_query", flat=True)[:3])[
+        ::-1
+    ]
     model = get_chat_model()
-    notice = ""
-    if model is not None:
+    query = search_query_for(question, earlier, model)
+    hits = search_passages(query, access_scope_for(user))
+    sources = _load_sources(hits)
+    yield "sources", sources
+    answer = Answer(question, "", "not_found", sources, search_query=query)
+    if not sources:
+        answer.text = NOT_FOUND_TEXT
+    elif model is None:
+        answer.notice = "No language model is configured; showing the most relevant passages."
+    else:
+        answer.model = model.model_id
+        answer.model_version = chat_model_version()
+        streamed = False
         try:
-            completion = model.complete(build_messages(question, sources))
-            text, cited = verify_citations(completion.answer, len(sources))
-            if text:
-                return Answer(
-                    question,
-                    text,
-                    "generated",
-                    sources,
-                    cited,
-                    model=completion.model,
-                    seconds=time.monotonic() - started,
+            completion: Completion | None = None
+            for item in model.stream(build_messages(question, sources)):
+                if isinstance(item, Delta):
+                    if item.kind == "answer" and answer.first_token_seconds is None:
+                        answer.first_token_seconds = time.monotonic() - started
+                    streamed = streamed or item.kind == "answer"
+                    yield item.kind, item.text
+                else:
+                    completion = item
+            if completion is None:
+                raise LLMUnavailable("the model's stream ended without a reply")
+            answer.model = completion.model or answer.model
+            answer.reasoning = completion.reasoning
+            answer.prompt_tokens = completion.prompt_tokens
+            answer.completion_tokens = completion.completion_tokens
+            answer.text, answer.cited = verify_citations(completion.answer, len(sources))
+            if answer.text:
+                answer.mode = "generated"
+            else:
+                answer.notice = (
+                    "The language model returned no answer; showing the most relevant passages."
                 )
-            notice = "The language model returned no answer; showing the most relevant passages."
         except LLMUnavailable as exc:
             logger.warning("LLM unavailable, answering extractively: %s", exc)
-            notice = "The language model is unavailable; showing the most relevant passages."
-    else:
-        notice = "No language model is configured; showing the most relevant passages."
-    text, cited = verify_citations(extractive_answer(sources), len(sources))
-    return Answer(
-        question, text, "extractive", sources, cited, notice, seconds=time.monotonic() - started
+            answer.notice = (
+                "The language model stopped in the middle of the answer; "
+                if streamed
+                else "The language model is unavailable; "
+            ) + "showing the most relevant passages."
+    if sources and answer.mode != "generated":
+        answer.mode = "extractive"
+        answer.text, answer.cited = verify_citations(extractive_answer(sources), len(sources))
+    answer.seconds = time.monotonic() - started
+    _record(conversation, answer, hits)
+    yield "done", answer
+
+
+def _record(conversation: Conversation, answer: Answer, hits: list[IndexHit]) -> None:
+    by_chunk = {h.chunk_id: h for h in hits}
+    turn = Turn.objects.create(
+        conversation=conversation,
+        question=answer.question,
+        search_query=answer.search_query,
+        answer=answer.text,
+        reasoning=answer.reasoning,
+        mode=answer.mode,
+        notice=answer.notice,
+        model=answer.model,
+        model_version=answer.model_version,
+        sources=[_source_json(s, by_chunk.get(s.chunk_id)) for s in answer.sources],
+        cited=answer.cited,
+        prompt_tokens=answer.prompt_tokens,
+        completion_tokens=answer.completion_tokens,
+        first_token_seconds=answer.first_token_seconds,
+        seconds=answer.seconds,
     )
+    conversation.save(update_fields=["updated_at"])
+    answer.conversation_id, answer.turn_id = conversation.pk, turn.pk
+
+
+def answer_question(user: AnyUser, question: str, conversation_id: int | None = None) -> Answer:
+    for event, payload in stream_answer(user, question, conversation_id):
+        if event == "done":
+            return payload  # type: ignore[no-any-return]
+    raise RuntimeError("stream_answer ended without an answer")

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import json
+import logging
+from collections.abc import Iterator
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count, Prefetch
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import (
+    FileResponse,
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from inference.answering import Source
 from kb.accounts.access import can_upload_to, readable_collections, readable_documents
 from kb.library.models import Document, DocumentVersion
 from kb.library.services import (
@@ -20,20 +32,104 @@ from kb.library.services import (
     upload_any,
 )
 from kb.portal.forms import AskForm, UploadForm
-from kb.portal.services import answer_question
+from kb.portal.models import Conversation
+from kb.portal.services import Answer, answer_question, stream_answer
+from kb.portal.templatetags.answers import source_url, with_citation_links
+
+logger = logging.getLogger(__name__)
+
+
+def _own_conversation_id(request: HttpRequest, form: AskForm) -> int | None:
+    conversation_id: int | None = form.cleaned_data.get("conversation")
+    if (
+        conversation_id is not None
+        and not Conversation.objects.filter(
+            pk=conversation_id, user_id=int(request.user.pk or 0)
+        ).exists()
+    ):
+        raise Http404("No such conversation.")
+    return conversation_id
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
 def ask(request: HttpRequest) -> HttpResponse:
+    """The ask page. Browsers with JavaScript stream the answer from `ask_stream`; without
+    it the form posts here and the whole answer comes back in the page."""
     form = AskForm(request.POST or None)
     answer = None
     if request.method == "POST" and form.is_valid():
-        answer = answer_question(request.user, form.cleaned_data["question"])
+        answer = answer_question(
+            request.user, form.cleaned_data["question"], _own_conversation_id(request, form)
+        )
+        form = AskForm(initial={"conversation": answer.conversation_id})
     collections = readable_collections(request.user).select_related("department")
     return render(
         request, "portal/ask.html", {"form": form, "answer": answer, "collections": collections}
     )
+
+
+def _sse(event: str, data: object) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+
+
+def _done_json(answer: Answer) -> dict[str, object]:
+    return {
+        "mode": answer.mode,
+        # Rendered on the server: the text escaped, only verified [n] become links.
+        "html": str(with_citation_links(answer.text, answer.sources)),
+        "cited": answer.cited,
+        "notice": answer.notice,
+        "model": answer.model,
+        "model_version": answer.model_version,
+        "seconds": round(answer.seconds, 2),
+        "conversation": answer.conversation_id,
+        "turn": answer.turn_id,
+    }
+
+
+def _sources_json(sources: list[Source]) -> list[dict[str, object]]:
+    return [
+        {
+            "number": s.number,
+            "title": s.title,
+            "page": s.page,
+            "section": s.section,
+            "snippet": " ".join(s.text.split()[:40]),
+            "url": source_url(s),
+        }
+        for s in sources
+    ]
+
+
+@login_required
+@require_POST
+def ask_stream(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
+    """Server-sent events: `sources`, then `answer` (and `reasoning`) pieces as the model
+    writes them, then `done` with the verified answer; `error` if something failed."""
+    form = AskForm(request.POST)
+    if not form.is_valid():
+        return JsonResponse({"errors": form.errors.get_json_data()}, status=400)
+    conversation_id = _own_conversation_id(request, form)
+    question = form.cleaned_data["question"]
+
+    def events() -> Iterator[bytes]:
+        try:
+            for event, payload in stream_answer(request.user, question, conversation_id):
+                if event == "sources":
+                    yield _sse("sources", _sources_json(payload))
+                elif event == "done":
+                    yield _sse("done", _done_json(payload))
+                else:
+                    yield _sse(event, {"text": payload})
+        except Exception:
+            logger.exception("answering failed")
+            yield _sse("error", {"message": "Something went wrong while answering. Try again."})
+
+    response = StreamingHttpResponse(events(), content_type="text/event-stream; charset=utf-8")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # proxies must pass each piece on at once
+    return response
 
 
 @login_required

@@ -3,8 +3,11 @@ from __future__ import annotations
 from inference.answering import (
     ReasoningStream,
     Source,
+    accept_rewrite,
     build_messages,
     extractive_answer,
+    fallback_rewrite,
+    is_follow_up,
     split_reasoning,
     verify_citations,
 )
@@ -50,7 +53,7 @@ def test_sources_are_wrapped_as_data_and_cannot_close_their_wrapper() -> None:
     user = messages[1]["content"]
     assert user.count("</source>") == 2  # only the two real wrappers close
     assert '<source id="1" title="Doc 1, page 2, Intro">' in user
-    assert user.rstrip().endswith("Answer with citations:")
+    assert user.rstrip().endswith("with citations:")
 
 
 def test_extractive_answer_cites_each_passage() -> None:
@@ -95,3 +98,28 @@ def test_a_thought_cut_off_by_the_token_limit_yields_no_answer() -> None:
 
 def test_plain_text_and_lookalike_brackets_pass_through() -> None:
     assert stream_pieces(["a < b and <thin", "gs> stay [1]"]) == ("a < b and <things> stay [1]", "")
+
+
+def test_a_chinese_question_asks_for_a_chinese_answer() -> None:
+    messages = build_messages("慕尼黑的酒店限额是多少？", [source(1, "酒店限额为每晚180欧元。")])
+    assert "Answer in Simplified Chinese" in messages[-1]["content"]
+    english = build_messages("What is the hotel limit?", [source(1)])
+    assert "Answer in the language of the question" in english[-1]["content"]
+
+
+def test_follow_ups_are_recognised_and_rewritten_from_the_conversation() -> None:
+    assert is_follow_up("And in Berlin?")
+    assert is_follow_up("那上海呢？")
+    assert not is_follow_up("What is the hotel limit in Munich for managers?")
+    earlier = ["What is the hotel limit in Munich?"]
+    assert fallback_rewrite(earlier, "And in Berlin?") == (
+        "What is the hotel limit in Munich? And in Berlin?"
+    )
+    assert accept_rewrite("What is the hotel limit in Berlin?", "And in Berlin?", earlier) == (
+        "What is the hotel limit in Berlin?"
+    )
+    # A rambling reply is not used as a search query.
+    rambling = "Sure! Here is the question:\nWhat is the hotel limit in Berlin?"
+    assert accept_rewrite(rambling, "And in Berlin?", earlier) == fallback_rewrite(
+        earlier, "And in Berlin?"
+    )

@@ -1,0 +1,58 @@
+"""Conversations: every question asked, with what answered it and from which passages.
+
+A turn records the model and the model version that produced the answer (so a model switch
+or rollback can be traced to the answers it changed), the document versions of the passages
+it was grounded in, and what it cost (tokens, time to the first word, total time).
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class Conversation(models.Model):
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
+    )
+    title = models.CharField(max_length=200)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at"]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class Turn(models.Model):
+    class Mode(models.TextChoices):
+        GENERATED = "generated", "Generated"
+        EXTRACTIVE = "extractive", "Passages only"
+        NOT_FOUND = "not_found", "Not found"
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="turns")
+    question = models.TextField()
+    # What retrieval searched for: the question, or a follow-up rewritten to stand alone.
+    search_query = models.TextField()
+    answer = models.TextField(blank=True)
+    reasoning = models.TextField(blank=True)
+    mode = models.CharField(max_length=12, choices=Mode.choices)
+    notice = models.CharField(max_length=300, blank=True)
+    model = models.CharField(max_length=300, blank=True)
+    model_version = models.CharField(max_length=300, blank=True)
+    # [{number, chunk_id, document_id, version_id, score}] in the order shown as [n].
+    sources = models.JSONField(default=list)
+    cited = models.JSONField(default=list)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    first_token_seconds = models.FloatField(null=True, blank=True)
+    seconds = models.FloatField(default=0.0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return self.question[:80]

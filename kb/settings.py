@@ -212,6 +212,15 @@ LLM_MAX_TOKENS = envint("LLM_MAX_TOKENS", 512, minimum=16)
 # Recorded with every answer, so a model switch or rollback can be traced (e.g. the served
 # model directory's revision). For a local GGUF the file's own fingerprint is used instead.
 LLM_MODEL_VERSION = envstr("LLM_MODEL_VERSION", "")
+# `manage.py serve_llm` (the GPU server): what `vllm serve` loads and how. The model is a
+# local directory (VLLM_MODEL_PATH, else LLM_MODEL as given), served under LLM_MODEL.
+VLLM_MODEL_PATH = envstr("VLLM_MODEL_PATH", "")
+VLLM_TENSOR_PARALLEL_SIZE = envint("VLLM_TENSOR_PARALLEL_SIZE", 1, minimum=1)
+VLLM_GPU_MEMORY_UTILIZATION = envfloat("VLLM_GPU_MEMORY_UTILIZATION", 0.85)
+if not 0.0 < VLLM_GPU_MEMORY_UTILIZATION <= 1.0:
+    raise ConfigError("VLLM_GPU_MEMORY_UTILIZATION must be a fraction in (0, 1]")
+VLLM_MAX_MODEL_LEN = envint("VLLM_MAX_MODEL_LEN", 0, minimum=0)
+VLLM_REASONING_PARSER = envstr("VLLM_REASONING_PARSER", "auto")
 # Embedded: a GGUF file for llama.cpp. Unset (and no LLM_BASE_URL) means extractive answers.
 LLM_GGUF_PATH = envoptional("LLM_GGUF_PATH")
 LLM_CONTEXT_TOKENS = envint("LLM_CONTEXT_TOKENS", 4096, minimum=512)

@@ -109,6 +109,25 @@ def chat_model_version() -> str:
     return ""
 
 
+def describe_chat_model() -> dict[str, str]:
+    """What answers questions, as admins see it on the models page."""
+    if settings.LLM_BASE_URL:
+        backend = "OpenAI-compatible server (vLLM)"
+        name, where = settings.LLM_MODEL, settings.LLM_BASE_URL
+    elif settings.LLM_GGUF_PATH:
+        backend, name, where = "llama.cpp in-process", Path(settings.LLM_GGUF_PATH).name, ""
+    else:
+        backend, name, where = "none: answers are the most relevant passages", "", ""
+    model = get_chat_model()
+    return {
+        "backend": backend,
+        "name": name,
+        "where": where,
+        "model_id": model.model_id if model else "",
+        "version": chat_model_version(),
+    }
+
+
 def _load_sources(hits: list[IndexHit]) -> list[Source]:
     chunks = Chunk.objects.select_related("document").in_bulk([h.chunk_id for h in hits])
     sources: list[Source] = []

@@ -7,6 +7,7 @@ app_name = "portal"
 urlpatterns = [
     path("", views.ask, name="ask"),
     path("ask/stream/", views.ask_stream, name="ask_stream"),
+    path("models/", views.configured_models, name="models"),
     path("collections/", views.collection_list, name="collections"),
     path("collections/<int:collection_id>/", views.collection_detail, name="collection"),
     path("collections/<int:collection_id>/status/", views.document_status, name="status"),

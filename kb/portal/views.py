@@ -7,8 +7,9 @@ import logging
 from collections.abc import Iterator
 
 from django.contrib import messages
+from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import login_required
-from django.db.models import Count, Prefetch
+from django.db.models import Count, Max, Min, Prefetch
 from django.http import (
     FileResponse,
     Http404,
@@ -22,7 +23,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from inference.answering import Source
 from kb.accounts.access import can_upload_to, readable_collections, readable_documents
-from kb.library.models import Document, DocumentVersion
+from kb.library.management.commands.serve_llm import vllm_command
+from kb.library.models import Document, DocumentVersion, IndexGeneration
 from kb.library.services import (
     BatchResult,
     UploadRejected,
@@ -32,8 +34,8 @@ from kb.library.services import (
     upload_any,
 )
 from kb.portal.forms import AskForm, UploadForm
-from kb.portal.models import Conversation
-from kb.portal.services import Answer, answer_question, stream_answer
+from kb.portal.models import Conversation, Turn
+from kb.portal.services import Answer, answer_question, describe_chat_model, stream_answer
 from kb.portal.templatetags.answers import source_url, with_citation_links
 
 logger = logging.getLogger(__name__)
@@ -315,3 +317,26 @@ def version_retry(request: HttpRequest, document_id: int, number: int) -> HttpRe
     else:
         messages.info(request, "Only failed or quarantined versions can be retried.")
     return redirect("portal:collection", collection_id=document.collection_id)
+
+
+@staff_member_required
+@require_GET
+def configured_models(request: HttpRequest) -> HttpResponse:
+    """For admins: which models are configured and which produced the answers, by version."""
+    generations = IndexGeneration.objects.exclude(state=IndexGeneration.State.RETIRED)
+    answered_by = (
+        Turn.objects.exclude(model="")
+        .values("model", "model_version")
+        .annotate(answers=Count("id"), first=Min("created_at"), last=Max("created_at"))
+        .order_by("-last")
+    )
+    return render(
+        request,
+        "portal/models.html",
+        {
+            "llm": describe_chat_model(),
+            "generations": generations,
+            "answered_by": answered_by,
+            "vllm_command": " ".join(vllm_command("0.0.0.0", 8001)),  # noqa: S104
+        },
+    )

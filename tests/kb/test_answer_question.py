@@ -214,3 +214,22 @@ def test_links_and_images_in_a_model_answer_are_inert() -> None:
     assert "<img" not in html and '<a href="http://evil' not in html
     assert "&lt;img" in html
     assert html.count("<a ") == 1 and 'class="cite"' in html  # only the verified [1]
+
+
+def test_admins_see_the_configured_models_and_which_answered(
+    indexed_policy: None, alice: User, llm_at: Any, client: Client
+) -> None:
+    llm_at.LLM_GGUF_PATH = "/models/DeepSeek-R1-Distill-Qwen-7B-Q4_K_M.gguf"
+    Turn.objects.create(
+        conversation=Conversation.objects.create(user=alice, title="q"),
+        question="q", search_query="q", mode="generated", model="llama.cpp:x.gguf",
+        model_version="abc123",
+    )  # fmt: skip
+    client.force_login(alice)
+    assert client.get(reverse("portal:models")).status_code == 302  # not staff: to the login
+    alice.is_staff = True
+    alice.save()
+    page = client.get(reverse("portal:models")).content.decode()
+    assert "llama.cpp in-process" in page and "DeepSeek-R1-Distill-Qwen-7B-Q4_K_M.gguf" in page
+    assert "all-MiniLM-L6-v2" in page  # the embedding model of the served index
+    assert "abc123" in page and "llama.cpp:x.gguf" in page

@@ -1,0 +1,86 @@
+"""Start vLLM's OpenAI-compatible server with the configured DeepSeek model.
+
+    manage.py serve_llm [--host 0.0.0.0] [--port 8001] [--dry-run]
+
+vLLM is an optional extra (`pip install '.[vllm]'` on the GPU server); the web app only talks
+to it over HTTP (LLM_BASE_URL). The process is replaced by `vllm serve`, so a supervisor
+(compose, systemd) sees vLLM itself. Everything stays offline: the model is a local directory
+and Hugging Face, vLLM usage stats and telemetry are switched off.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from inference.llm import thinks_before_answering
+
+OFFLINE_ENVIRONMENT = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "VLLM_NO_USAGE_STATS": "1",
+    "DO_NOT_TRACK": "1",
+}
+
+
+def vllm_command(host: str, port: int) -> list[str]:
+    model = settings.VLLM_MODEL_PATH or settings.LLM_MODEL
+    command = [
+        "vllm",
+        "serve",
+        model,
+        "--served-model-name",
+        settings.LLM_MODEL,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--tensor-parallel-size",
+        str(settings.VLLM_TENSOR_PARALLEL_SIZE),
+        "--gpu-memory-utilization",
+        str(settings.VLLM_GPU_MEMORY_UTILIZATION),
+    ]
+    if settings.VLLM_MAX_MODEL_LEN:
+        command += ["--max-model-len", str(settings.VLLM_MAX_MODEL_LEN)]
+    # R1 models think first; the parser moves the thought into `reasoning_content`.
+    reasoning_parser = settings.VLLM_REASONING_PARSER
+    if reasoning_parser == "auto":
+        reasoning_parser = "deepseek_r1" if thinks_before_answering(model) else ""
+    if reasoning_parser:
+        command += ["--reasoning-parser", reasoning_parser]
+    return command
+
+
+class Command(BaseCommand):
+    help = "Start `vllm serve` with the configured model, parallelism and memory fraction."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        default_port = urlsplit(settings.LLM_BASE_URL or "http://127.0.0.1:8001/v1").port
+        parser.add_argument("--host", default="0.0.0.0")  # noqa: S104 - a server, in its container
+        parser.add_argument("--port", type=int, default=default_port or 8001)
+        parser.add_argument(
+            "--dry-run", action="store_true", help="Print the command instead of running it."
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        command = vllm_command(options["host"], options["port"])
+        environment = {**os.environ, **OFFLINE_ENVIRONMENT}
+        if settings.LLM_API_KEY and settings.LLM_API_KEY != "not-needed":
+            environment["VLLM_API_KEY"] = settings.LLM_API_KEY  # not on the command line
+        if options["dry_run"]:
+            self.stdout.write(shlex.join(command))
+            return
+        executable = shutil.which("vllm")
+        if executable is None:
+            raise CommandError(
+                "vllm is not installed here. Install it on the GPU server with "
+                "pip install '.[vllm]' (the web app does not need it)."
+            )
+        self.stdout.write(f"starting: {shlex.join(command)}")
+        os.execve(executable, command, environment)  # noqa: S606 - fixed argv, no shell

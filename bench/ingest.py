@@ -18,33 +18,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-
-def _prepare_environment(data_dir: Path) -> None:
-    """Point the product at a database and data folder of the benchmark's own."""
-    os.environ["KB_DATA_DIR"] = str(data_dir)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kb.settings")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    url = os.environ.get("DATABASE_URL")
-    if url and url.startswith("postgres"):
-        import psycopg
-
-        base, _, _ = url.rpartition("/")
-        with psycopg.connect(f"{base}/postgres", autocommit=True) as admin:
-            admin.execute("DROP DATABASE IF EXISTS kb_bench WITH (FORCE)")
-            admin.execute("CREATE DATABASE kb_bench")
-        os.environ["DATABASE_URL"] = f"{base}/kb_bench"
-        os.environ.setdefault("SECRET_KEY", "bench-only-secret-key-0123456789abcdefghijklmnop")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: find bench/
+from bench.common import ROOT, machine, prepare_environment, write_result
 
 
 def _wait(version_ids: list[int], timeout: float) -> None:
@@ -83,15 +64,8 @@ def _cpu_seconds(embedder: Any) -> dict[str, float]:
 
 def run(documents: int, seed: int, out: Path) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="kb-bench-"))
-    _prepare_environment(work / "data")
-
-    import django
-
-    django.setup()
+    prepare_environment(work / "data", "kb_bench")
     from django.conf import settings
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
 
     from bench.corpus import generate
     from kb.accounts.models import Department
@@ -194,12 +168,10 @@ def run(documents: int, seed: int, out: Path) -> dict[str, Any]:
         "database": settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1],
         "broker": settings.CELERY_BROKER_URL.split("://", 1)[0],
         "index": "qdrant-server" if settings.QDRANT_URL else "qdrant-edge",
-        "cpu": platform.processor() or platform.machine(),
-        "cpus": os.cpu_count(),
+        **machine(),
         "pages_note": "pages of paged formats only: PDF pages, slides, sheets",
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_result("ingest", result, out)
     return result
 
 

@@ -40,6 +40,22 @@ def prepare_environment(data_dir: Path, database: str) -> None:
     call_command("migrate", verbosity=0)
 
 
+def wait_for_versions(version_ids: list[int], timeout: float) -> None:
+    """Until none of the versions is queued or in progress."""
+    import time
+
+    from kb.library.models import DocumentVersion
+
+    deadline = time.monotonic() + timeout
+    pending = DocumentVersion.objects.filter(
+        pk__in=version_ids, status__in=DocumentVersion.IN_PROGRESS
+    )
+    while pending.exists():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out with {pending.count()} documents still in progress")
+        time.sleep(0.2)
+
+
 def percentile(values: list[float], q: float) -> float:
     """Nearest-rank percentile (q in 0..100) of a non-empty list."""
     ordered = sorted(values)

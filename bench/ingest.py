@@ -25,20 +25,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: find bench/
-from bench.common import ROOT, machine, prepare_environment, write_result
-
-
-def _wait(version_ids: list[int], timeout: float) -> None:
-    from kb.library.models import DocumentVersion
-
-    deadline = time.monotonic() + timeout
-    pending = DocumentVersion.objects.filter(
-        pk__in=version_ids, status__in=DocumentVersion.IN_PROGRESS
-    )
-    while pending.exists():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out with {pending.count()} documents still in progress")
-        time.sleep(0.2)
+from bench.common import ROOT, machine, prepare_environment, wait_for_versions, write_result
 
 
 def _cpu_seconds(embedder: Any) -> dict[str, float]:
@@ -92,7 +79,7 @@ def run(documents: int, seed: int, out: Path) -> dict[str, Any]:
             collection=collection, name="warm-up.md", stream=__import__("io").BytesIO(warm),
             size=len(warm), uploaded_by_id=None,
         ).version  # fmt: skip
-        _wait([warm_version.pk], 300)
+        wait_for_versions([warm_version.pk], 300)
 
         embedder = get_embedder()
         busy_before = embedder.stats.busy_seconds
@@ -101,7 +88,7 @@ def run(documents: int, seed: int, out: Path) -> dict[str, Any]:
         batch = upload_folder(collection=collection, root=corpus, uploaded_by_id=None)
         upload_seconds = time.monotonic() - started
         version_ids = [r.version.pk for r in batch.results if r.outcome != "duplicate"]
-        _wait(version_ids, 3600)
+        wait_for_versions(version_ids, 3600)
         seconds = time.monotonic() - started
         model_busy = embedder.stats.busy_seconds - busy_before
         cpu_after = _cpu_seconds(embedder)

@@ -110,6 +110,20 @@ def test_make_run_serves_a_working_portal(tmp_path: Path) -> None:
         assert link, answer[:3000]
         assert "CFO" in alice.get(base + link.group(1)).text
 
+        # The same question streamed the way the portal's script asks it: server-sent events
+        # arrive piece by piece over the real server (no model here: passages, then done).
+        with alice.post(
+            f"{base}/ask/stream/",
+            data={"question": "Who approves invoices above 50,000 EUR?",
+                  "csrfmiddlewaretoken": alice.cookies["csrftoken"]},
+            headers={"Referer": f"{base}/"}, stream=True,
+        ) as streamed:  # fmt: skip
+            assert streamed.headers["Content-Type"].startswith("text/event-stream")
+            pieces = list(streamed.iter_content(chunk_size=None))
+        body = b"".join(pieces).decode()
+        assert len(pieces) >= 2  # sources first, the answer after: not one buffered block
+        assert body.startswith("event: sources") and "event: done" in body and "CFO" in body
+
         bob = requests.Session()
         login(bob, base, "bob", "bob-demo-2026")
         foreign = ask(bob, base, "Who approves invoices above 50,000 EUR?")

@@ -202,6 +202,13 @@ KB_PURGE_GRACE_SECONDS = envint("KB_PURGE_GRACE_SECONDS", 30, minimum=0)
 RETRIEVAL_TOP_K = envint("RETRIEVAL_TOP_K", 5, minimum=1)
 # Cosine similarity below which a passage is not treated as an answer to the question.
 RETRIEVAL_MIN_SCORE = envfloat("RETRIEVAL_MIN_SCORE", 0.25)
+# The lexical channel's threshold, in distinctive words of the question matched (IDF-weighted
+# BM25 over the passages the user may read, divided by the IDF of a word only one of them
+# has; ingest/index/base.py lexical_hits). 1.5: more than one such word, or several less rare
+# ones, in any size of collection. A passage that passes neither threshold is not an answer.
+RETRIEVAL_MIN_LEXICAL_SCORE = envfloat("RETRIEVAL_MIN_LEXICAL_SCORE", 1.5)
+# "hybrid" (dense and lexical, fused by reciprocal rank) or "dense" (for comparisons).
+RETRIEVAL_MODE = envchoice("RETRIEVAL_MODE", "hybrid", ("hybrid", "dense"))
 
 # --- language model -------------------------------------------------------------------
 LLM_BASE_URL = envoptional("LLM_BASE_URL")

@@ -1,28 +1,32 @@
 """The vector index. This package is the only code that talks to Qdrant.
 
-`base` holds the interface and the access scope; one adapter per backend:
+`base` holds the interface, the access scope and the rank fusion; one adapter per backend:
 `QdrantEdgeIndex` (embedded, in-process) and `QdrantServerIndex` (production, qdrant-client).
 Both are stores of named collections with atomic aliases; kb/library/indexing.py decides
 which collection (index generation) is written and served.
 """
 
 from ingest.index.base import (
+    INDEX_SCHEMA_VERSION,
     AccessScope,
     IndexHit,
     IndexLocked,
     IndexPoint,
     MissingCollection,
+    SparseVector,
     UnscopedQueryError,
     VectorIndex,
     point_id_for_chunk,
 )
 
 __all__ = [
+    "INDEX_SCHEMA_VERSION",
     "AccessScope",
     "IndexHit",
     "IndexLocked",
     "IndexPoint",
     "MissingCollection",
+    "SparseVector",
     "UnscopedQueryError",
     "VectorIndex",
     "point_id_for_chunk",

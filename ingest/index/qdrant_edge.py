@@ -4,6 +4,11 @@ Qdrant Edge is one shard per directory, so collections are directories under `ro
 aliases live in `root/aliases.json`, replaced atomically (write, fsync, rename). A shard can be
 open in one process only (its write-ahead log is locked), which is why the embedded default
 runs its Celery worker inside the web process.
+
+Qdrant Edge trusts its input: a malformed sparse vector makes it panic (a BaseException from
+Rust) and leaves the update in the write-ahead log, to panic again on every open. Sparse
+vectors are checked when they are built (`SparseVector`), and a panic that still happens is
+turned into an ordinary exception here, so the caller's error handling sees it.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import os
 import shutil
 import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import qdrant_edge as qe
@@ -21,19 +28,45 @@ from ingest.index.base import (
     COLLECTION_ID,
     DENSE_VECTOR,
     DOCUMENT_ID,
+    INDEX_SCHEMA_VERSION,
     INTEGER_FIELDS,
+    SPARSE_VECTOR,
     VERSION_ID,
     AccessScope,
     IndexHit,
     IndexLocked,
     IndexPoint,
     MissingCollection,
+    ScopeSizes,
+    SparseVector,
+    channel_limit,
+    fuse_rankings,
     hit_from_payload,
+    lexical_hits,
     payload_int,
     require_scope,
+    unrecorded_schema_version,
 )
 
 _SCROLL_PAGE = 1000
+
+
+class EdgePanic(RuntimeError):
+    """Qdrant Edge panicked (a Rust panic surfaces as a BaseException, not an Exception)."""
+
+
+@contextmanager
+def _no_panic(what: str) -> Iterator[None]:
+    try:
+        yield
+    except BaseException as exc:
+        if type(exc).__name__ == "PanicException":
+            raise EdgePanic(f"Qdrant Edge panicked during {what}: {exc}") from exc
+        raise
+
+
+def _sparse(vector: SparseVector) -> qe.SparseVector:
+    return qe.SparseVector(indices=list(vector.indices), values=list(vector.values))
 
 
 def _match(key: str, value: int) -> qe.FieldCondition:
@@ -57,6 +90,9 @@ class QdrantEdgeIndex:
     def __init__(self, root: Path) -> None:
         self.root = root
         self._shards: dict[str, qe.EdgeShard] = {}
+        # Whether each collection has the lexical vector (schema 2); older ones are dense only.
+        self._lexical: dict[str, bool] = {}
+        self._scope_sizes = ScopeSizes()
         # Writes from the worker thread and reads from web threads share the shard objects;
         # the lock keeps open/close and multi-step writes from interleaving.
         self._lock = threading.RLock()
@@ -96,7 +132,8 @@ class QdrantEdgeIndex:
             config = qe.EdgeConfig(
                 vectors={
                     DENSE_VECTOR: qe.EdgeVectorParams(size=dimension, distance=qe.Distance.Cosine)
-                }
+                },
+                sparse_vectors={SPARSE_VECTOR: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
             )
             shard = _open(path, config)
             for key in INTEGER_FIELDS:
@@ -105,13 +142,52 @@ class QdrantEdgeIndex:
                 )
             shard.flush()
             self._shards[name] = shard
+            self._lexical[name] = True
+            self._replace_file(self._schema_file(name), str(INDEX_SCHEMA_VERSION))
+
+    def _schema_file(self, name: str) -> Path:
+        # Beside the shard's directory, not in it: the directory belongs to Qdrant Edge.
+        return self._collections_dir / f"{self._path(name).name}.schema"
+
+    def schema_version(self, name: str) -> int:
+        if not self._path(name).is_dir():
+            raise MissingCollection(f"index collection {name!r} does not exist")
+        try:
+            return int(self._schema_file(name).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return unrecorded_schema_version(self._has_lexical(name))
+
+    def _has_lexical(self, name: str) -> bool:
+        known = self._lexical.get(name)
+        if known is not None:
+            return known
+        shard = self._shard(name)
+        # Edge has no call that reports a shard's vectors; asking for the sparse one does.
+        probe = qe.QueryRequest(
+            limit=1,
+            query=qe.Query.Nearest(qe.SparseVector(indices=[0], values=[1.0]), using=SPARSE_VECTOR),
+            with_payload=False,
+        )
+        try:
+            with _no_panic("a schema probe"):
+                shard.query(probe)
+            lexical = True
+        except Exception as exc:
+            if "Not existing vector name" not in str(exc):
+                raise
+            lexical = False
+        self._lexical[name] = lexical
+        return lexical
 
     def drop_collection(self, name: str) -> None:
         with self._lock:
+            self._lexical.pop(name, None)
+            self._scope_sizes.forget(name)
             shard = self._shards.pop(name, None)
             if shard is not None:
                 shard.close()
             shutil.rmtree(self._path(name), ignore_errors=True)
+            self._schema_file(name).unlink(missing_ok=True)
 
     def collection_names(self) -> list[str]:
         if not self._collections_dir.is_dir():
@@ -130,14 +206,18 @@ class QdrantEdgeIndex:
             if not self._path(collection).is_dir():
                 raise MissingCollection(f"cannot alias {alias!r} to missing {collection!r}")
             aliases = {**self._aliases(), alias: collection}
-            self.root.mkdir(parents=True, exist_ok=True)
-            # Readers see the old file or the new one, never a half-written one.
-            fd, temporary = tempfile.mkstemp(dir=self.root, prefix=".aliases-")
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                json.dump(aliases, out)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(temporary, self._aliases_file)
+            self._replace_file(self._aliases_file, json.dumps(aliases))
+
+    @staticmethod
+    def _replace_file(path: Path, text: str) -> None:
+        """Readers see the old file or the new one, never a half-written one."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
 
     def alias_target(self, alias: str) -> str | None:
         return self._aliases().get(alias)
@@ -149,15 +229,21 @@ class QdrantEdgeIndex:
             return
         with self._lock:
             shard = self._shard(collection)
-            shard.update(
-                qe.UpdateOperation.upsert_points(
-                    [
-                        qe.Point(point.point_id, {DENSE_VECTOR: point.vector}, point.payload())
-                        for point in points
-                    ]
-                )
-            )
-            shard.flush()
+            lexical = self._has_lexical(collection)
+            edge_points = []
+            for point in points:
+                vectors: dict[str, list[float] | list[list[float]] | qe.SparseVector] = {
+                    DENSE_VECTOR: point.vector
+                }
+                # A point without lexical vector is simply not in the lexical channel; a
+                # dense-only collection (schema 1, until its rebuild) must not be sent one.
+                if lexical and point.sparse is not None and not point.sparse.is_empty:
+                    vectors[SPARSE_VECTOR] = _sparse(point.sparse)
+                edge_points.append(qe.Point(point.point_id, vectors, point.payload()))
+            with _no_panic(f"an upsert into {collection}"):
+                shard.update(qe.UpdateOperation.upsert_points(edge_points))
+                shard.flush()
+            self._scope_sizes.forget(collection)
 
     def search(
         self,
@@ -167,6 +253,9 @@ class QdrantEdgeIndex:
         limit: int,
         min_score: float | None = None,
         exclude_version_ids: frozenset[int] = frozenset(),
+        *,
+        sparse: SparseVector | None = None,
+        min_lexical_score: float | None = None,
     ) -> list[IndexHit]:
         scope = require_scope(scope)
         if scope.is_empty:
@@ -185,26 +274,61 @@ class QdrantEdgeIndex:
             if exclude_version_ids
             else None,
         )
-        results = self._shard(collection).query(
+        shard = self._shard(collection)
+        hybrid = sparse is not None and not sparse.is_empty and self._has_lexical(collection)
+        depth = channel_limit(limit) if hybrid else limit
+        requests = [
             qe.QueryRequest(
-                limit=limit,
+                limit=depth,
                 query=qe.Query.Nearest(vector, using=DENSE_VECTOR),
                 filter=access_filter,
                 with_payload=True,
                 score_threshold=min_score,
             )
-        )
-        return [hit_from_payload(r.id, r.score, dict(r.payload or {})) for r in results]
+        ]
+        if hybrid and sparse is not None:
+            requests.append(
+                qe.QueryRequest(
+                    limit=depth,
+                    query=qe.Query.Nearest(_sparse(sparse), using=SPARSE_VECTOR),
+                    filter=access_filter,
+                    with_payload=True,
+                    # IDF over what the caller may see, not over every department's text.
+                    params=qe.SearchParams(idf=qe.IdfParams(corpus=access_filter)),
+                )
+            )
+        with _no_panic(f"a search of {collection}"):
+            results = shard.query_batch(qe.QueryBatchRequest(requests))
+        dense = [
+            hit_from_payload(r.id, r.score, dict(r.payload or {}), dense_score=r.score)
+            for r in results[0]
+        ]
+        lexical: list[IndexHit] = []
+        if hybrid and results[1]:
+            in_scope = self._scope_sizes.get(
+                collection,
+                scope,
+                exclude_version_ids,
+                lambda: shard.count(qe.CountRequest(exact=True, filter=access_filter)),
+            )
+            lexical = lexical_hits(
+                ((r.id, r.score, dict(r.payload or {})) for r in results[1]),
+                in_scope,
+                min_lexical_score,
+            )
+        return fuse_rankings(dense, lexical, limit)
 
     def delete_version(self, collection: str, version_id: int) -> None:
         with self._lock:
             shard = self._shard(collection)
-            shard.update(
-                qe.UpdateOperation.delete_points_by_filter(
-                    qe.Filter(must=[_match(VERSION_ID, version_id)])
+            with _no_panic(f"deleting a version in {collection}"):
+                shard.update(
+                    qe.UpdateOperation.delete_points_by_filter(
+                        qe.Filter(must=[_match(VERSION_ID, version_id)])
+                    )
                 )
-            )
-            shard.flush()
+                shard.flush()
+            self._scope_sizes.forget(collection)
 
     def count(
         self, collection: str, *, document_id: int | None = None, version_id: int | None = None
@@ -238,3 +362,4 @@ class QdrantEdgeIndex:
             for shard in self._shards.values():
                 shard.close()
             self._shards.clear()
+            self._lexical.clear()

@@ -5,6 +5,10 @@ All departments share each collection; `collection_id`, `department_id`, `docume
 caller's collections (Qdrant's multitenancy guidance). Generations are separate collections
 behind an alias that `update_collection_aliases` switches in one atomic request. Tested with
 qdrant-client's local mode, which serves the same client API in-process.
+
+Hybrid search runs the dense and the lexical query as one batch request, each with the access
+filter inside it, and fuses the two rankings here (ingest/index/base.py), as the Edge adapter
+does, so both report the same fused score and both channel scores.
 """
 
 from __future__ import annotations
@@ -16,27 +20,45 @@ from ingest.index.base import (
     COLLECTION_ID,
     DENSE_VECTOR,
     DOCUMENT_ID,
+    INDEX_SCHEMA_VERSION,
     INTEGER_FIELDS,
+    SPARSE_VECTOR,
     VERSION_ID,
     AccessScope,
     IndexHit,
     IndexPoint,
     MissingCollection,
+    ScopeSizes,
+    SparseVector,
+    channel_limit,
+    fuse_rankings,
     hit_from_payload,
+    lexical_hits,
     payload_int,
     require_scope,
+    unrecorded_schema_version,
 )
 
 _SCROLL_PAGE = 1000
+# The collection metadata key that records its INDEX_SCHEMA_VERSION.
+_SCHEMA_KEY = "kb_index_schema"
 
 
 def _match(key: str, value: int) -> models.FieldCondition:
     return models.FieldCondition(key=key, match=models.MatchValue(value=value))
 
 
+def _sparse(vector: SparseVector) -> models.SparseVector:
+    return models.SparseVector(indices=list(vector.indices), values=list(vector.values))
+
+
 class QdrantServerIndex:
     def __init__(self, client: QdrantClient) -> None:
         self.client = client
+        # Whether each collection has the lexical vector (schema 2); older ones are dense
+        # only. A generation's name is never reused, so the answer never goes stale.
+        self._lexical: dict[str, bool] = {}
+        self._scope_sizes = ScopeSizes()
 
     @classmethod
     def from_url(cls, url: str, api_key: str | None, timeout: int = 30) -> QdrantServerIndex:
@@ -56,12 +78,41 @@ class QdrantServerIndex:
             vectors_config={
                 DENSE_VECTOR: models.VectorParams(size=dimension, distance=models.Distance.COSINE)
             },
+            sparse_vectors_config={
+                SPARSE_VECTOR: models.SparseVectorParams(modifier=models.Modifier.IDF)
+            },
+            metadata={_SCHEMA_KEY: INDEX_SCHEMA_VERSION},
         )
         # Indexes for the fields every filter uses. (Local mode ignores payload indexes.)
         for key in INTEGER_FIELDS:
             self.client.create_payload_index(name, key, models.PayloadSchemaType.INTEGER)
+        self._lexical[name] = True
+
+    def _config(self, name: str) -> models.CollectionConfig:
+        try:
+            return self.client.get_collection(name).config
+        except (UnexpectedResponse, ValueError) as exc:
+            if not self.client.collection_exists(name):
+                raise MissingCollection(f"index collection {name!r} does not exist") from exc
+            raise
+
+    def schema_version(self, name: str) -> int:
+        config = self._config(name)
+        recorded = (config.metadata or {}).get(_SCHEMA_KEY)
+        if isinstance(recorded, int):
+            return recorded
+        return unrecorded_schema_version(self._has_lexical(name))
+
+    def _has_lexical(self, name: str) -> bool:
+        known = self._lexical.get(name)
+        if known is None:
+            sparse = self._config(name).params.sparse_vectors
+            known = self._lexical[name] = sparse is not None and SPARSE_VECTOR in sparse
+        return known
 
     def drop_collection(self, name: str) -> None:
+        self._lexical.pop(name, None)
+        self._scope_sizes.forget(name)
         if self.client.collection_exists(name):
             self.client.delete_collection(name)
 
@@ -99,22 +150,23 @@ class QdrantServerIndex:
         if not points:
             return
         try:
-            self.client.upsert(
-                collection,
-                points=[
-                    models.PointStruct(
-                        id=point.point_id,
-                        vector={DENSE_VECTOR: point.vector},
-                        payload=point.payload(),
-                    )
-                    for point in points
-                ],
-                wait=True,
-            )
+            lexical = self._has_lexical(collection)
+            structs = []
+            for point in points:
+                vectors: dict[str, models.Vector] = {DENSE_VECTOR: point.vector}
+                # A dense-only collection (schema 1, until its rebuild) must not get one.
+                if lexical and point.sparse is not None and not point.sparse.is_empty:
+                    vectors[SPARSE_VECTOR] = _sparse(point.sparse)
+                structs.append(
+                    models.PointStruct(id=point.point_id, vector=vectors, payload=point.payload())
+                )
+            self.client.upsert(collection, points=structs, wait=True)
         except (UnexpectedResponse, ValueError) as exc:
             if not self.client.collection_exists(collection):
                 raise MissingCollection(f"index collection {collection!r} is gone") from exc
             raise
+        finally:
+            self._scope_sizes.forget(collection)
 
     def search(
         self,
@@ -124,6 +176,9 @@ class QdrantServerIndex:
         limit: int,
         min_score: float | None = None,
         exclude_version_ids: frozenset[int] = frozenset(),
+        *,
+        sparse: SparseVector | None = None,
+        min_lexical_score: float | None = None,
     ) -> list[IndexHit]:
         scope = require_scope(scope)
         if scope.is_empty:
@@ -135,24 +190,63 @@ class QdrantServerIndex:
                     key=VERSION_ID, match=models.MatchAny(any=sorted(exclude_version_ids))
                 )
             ]
-        response = self.client.query_points(
-            collection,
-            query=vector,
-            using=DENSE_VECTOR,
-            query_filter=models.Filter(
-                must=[
-                    models.FieldCondition(
-                        key=COLLECTION_ID,
-                        match=models.MatchAny(any=sorted(scope.collection_ids)),
-                    )
-                ],
-                must_not=must_not,
-            ),
-            limit=limit,
-            score_threshold=min_score,
-            with_payload=True,
+        access_filter = models.Filter(
+            must=[
+                models.FieldCondition(
+                    key=COLLECTION_ID,
+                    match=models.MatchAny(any=sorted(scope.collection_ids)),
+                )
+            ],
+            must_not=must_not,
         )
-        return [hit_from_payload(p.id, p.score, dict(p.payload or {})) for p in response.points]
+        hybrid = sparse is not None and not sparse.is_empty and self._has_lexical(collection)
+        depth = channel_limit(limit) if hybrid else limit
+        requests = [
+            models.QueryRequest(
+                query=vector,
+                using=DENSE_VECTOR,
+                filter=access_filter,
+                limit=depth,
+                score_threshold=min_score,
+                with_payload=True,
+            )
+        ]
+        if hybrid and sparse is not None:
+            requests.append(
+                models.QueryRequest(
+                    query=_sparse(sparse),
+                    using=SPARSE_VECTOR,
+                    filter=access_filter,
+                    limit=depth,
+                    with_payload=True,
+                    # IDF over what the caller may see, not over every department's text.
+                    params=models.SearchParams(idf=models.IdfCorpusParams(corpus=access_filter)),
+                )
+            )
+        try:
+            responses = self.client.query_batch_points(collection, requests=requests)
+        except (UnexpectedResponse, ValueError) as exc:
+            if not self.client.collection_exists(collection):
+                raise MissingCollection(f"index collection {collection!r} is gone") from exc
+            raise
+        dense = [
+            hit_from_payload(p.id, p.score, dict(p.payload or {}), dense_score=p.score)
+            for p in responses[0].points
+        ]
+        lexical: list[IndexHit] = []
+        if hybrid and responses[1].points:
+            in_scope = self._scope_sizes.get(
+                collection,
+                scope,
+                exclude_version_ids,
+                lambda: self.client.count(collection, count_filter=access_filter, exact=True).count,
+            )
+            lexical = lexical_hits(
+                ((p.id, p.score, dict(p.payload or {})) for p in responses[1].points),
+                in_scope,
+                min_lexical_score,
+            )
+        return fuse_rankings(dense, lexical, limit)
 
     def delete_version(self, collection: str, version_id: int) -> None:
         self._require(collection)
@@ -163,6 +257,7 @@ class QdrantServerIndex:
             ),
             wait=True,
         )
+        self._scope_sizes.forget(collection)
 
     def count(
         self, collection: str, *, document_id: int | None = None, version_id: int | None = None
@@ -196,4 +291,5 @@ class QdrantServerIndex:
             offset = next_offset
 
     def close(self) -> None:
+        self._lexical.clear()
         self.client.close()

@@ -7,6 +7,8 @@ every current version has exactly its chunk count of points, then switches: one 
 transaction marks the new generation active (searches embed with its model from then on),
 and the alias `QDRANT_COLLECTION` is pointed at it for anyone reading the index directly.
 Ingestion writes to every live generation, so documents indexed during a rebuild are not lost.
+A served collection of an older layout (INDEX_SCHEMA_VERSION: dense only before hybrid
+retrieval) is rebuilt the same way; until the switch it keeps serving dense-only searches.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from ingest.chunking import embedding_text
-from ingest.index import IndexPoint, MissingCollection
+from ingest.index import INDEX_SCHEMA_VERSION, IndexPoint, MissingCollection, SparseVector
+from ingest.lexical import document_vectors
 from kb.library.components import get_embedder, get_index
 from kb.library.models import Chunk, DocumentVersion, IndexGeneration
 
@@ -99,7 +102,10 @@ def hidden_version_ids() -> frozenset[int]:
 
 
 def _points(
-    version: DocumentVersion, chunks: list[Chunk], vectors: list[list[float]]
+    version: DocumentVersion,
+    chunks: list[Chunk],
+    vectors: list[list[float]],
+    sparse: list[SparseVector],
 ) -> list[IndexPoint]:
     document = version.document
     return [
@@ -111,13 +117,15 @@ def _points(
             version_id=version.pk,
             collection_id=document.collection_id,
             department_id=document.collection.department_id,
+            sparse=lexical,
         )
-        for chunk, vector in zip(chunks, vectors, strict=True)
+        for chunk, vector, lexical in zip(chunks, vectors, sparse, strict=True)
     ]
 
 
 def chunk_texts(version: DocumentVersion, chunks: list[Chunk]) -> list[str]:
-    """What the model embeds: each chunk with its document title and section path."""
+    """What the model embeds, and what the lexical vector is made of: each chunk with its
+    document title and section path."""
     return [embedding_text(version.document.title, c.section_path, c.text) for c in chunks]
 
 
@@ -127,18 +135,20 @@ def write_version(
     vectors_by_model: dict[str, list[list[float]]],
     generations: list[IndexGeneration],
 ) -> None:
-    """Replace the version's points in every given generation with the precomputed vectors.
+    """Replace the version's points in every given generation with the precomputed vectors
+    and the lexical vectors of the same texts (they do not depend on the model).
 
     A generation dropped since the list was read (a rebuild finished) is skipped: it no
     longer serves anyone.
     """
     index = get_index()
+    sparse = document_vectors(chunk_texts(version, chunks))
     for generation in generations:
         vectors = vectors_by_model[generation.model_name]
         try:
             # A retry may have fewer chunks than the crashed attempt: clear its points first.
             index.delete_version(generation.collection_name, version.pk)
-            index.upsert(generation.collection_name, _points(version, chunks, vectors))
+            index.upsert(generation.collection_name, _points(version, chunks, vectors, sparse))
         except MissingCollection:
             if generation.state == IndexGeneration.State.ACTIVE:
                 raise
@@ -214,18 +224,24 @@ def rebuild_index(
     embedder = get_embedder(model_name)
     index = get_index()
     with _rebuild_lock():
-        generation = (
-            IndexGeneration.objects.filter(
-                state=IndexGeneration.State.BUILDING, model_id=embedder.model_id
-            )
-            .order_by("id")
-            .first()
+        existing = set(index.collection_names())
+        generation = next(
+            (
+                building
+                for building in IndexGeneration.objects.filter(
+                    state=IndexGeneration.State.BUILDING, model_id=embedder.model_id
+                ).order_by("id")
+                # One left by an older release may have the old layout: start afresh then.
+                if building.collection_name not in existing
+                or index.schema_version(building.collection_name) == INDEX_SCHEMA_VERSION
+            ),
+            None,
         )
         abandoned = IndexGeneration.objects.filter(state=IndexGeneration.State.BUILDING)
         if generation is not None:
             abandoned = abandoned.exclude(pk=generation.pk)
         for stale in abandoned:
-            # Left by a rebuild to another model: its vectors can never be served now.
+            # Left by a rebuild to another model or layout: it can never be served now.
             _retire(stale)
         if generation is None:
             with transaction.atomic():
@@ -294,6 +310,15 @@ def _retire(generation: IndexGeneration) -> None:
 
 
 def configured_model_differs() -> bool:
-    """True when EMBEDDING_MODEL (or the files behind it) no longer matches the served index."""
+    """True when the served index must be rebuilt: EMBEDDING_MODEL (or the files behind it)
+    no longer matches it, or it was built with an older INDEX_SCHEMA_VERSION (an upgraded
+    installation's dense-only collection gets its lexical vectors this way, once)."""
     active = IndexGeneration.objects.filter(state=IndexGeneration.State.ACTIVE).first()
-    return active is not None and active.model_id != get_embedder().model_id
+    if active is None:
+        return False
+    if active.model_id != get_embedder().model_id:
+        return True
+    try:
+        return get_index().schema_version(active.collection_name) != INDEX_SCHEMA_VERSION
+    except MissingCollection:
+        return False  # switched away since the read above, or lost: ensure_index() rebuilds

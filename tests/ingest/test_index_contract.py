@@ -10,18 +10,24 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from qdrant_client import QdrantClient
+import qdrant_edge as qe
+from qdrant_client import QdrantClient, models
 
 from ingest.index import (
+    INDEX_SCHEMA_VERSION,
     AccessScope,
     IndexPoint,
     MissingCollection,
+    SparseVector,
     UnscopedQueryError,
     point_id_for_chunk,
 )
-from ingest.index.base import VectorIndex
+from ingest.index import qdrant_edge as edge_adapter
+from ingest.index import qdrant_server as server_adapter
+from ingest.index.base import DENSE_VECTOR, VectorIndex
 from ingest.index.qdrant_edge import QdrantEdgeIndex
 from ingest.index.qdrant_server import QdrantServerIndex
+from ingest.lexical import document_vector, query_vector
 
 DIM = 4
 C = "kb_test__g1"
@@ -41,7 +47,12 @@ def index(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[VectorInde
 
 
 def point(
-    document_id: int, ordinal: int, collection_id: int, vector: list[float], version_id: int = 0
+    document_id: int,
+    ordinal: int,
+    collection_id: int,
+    vector: list[float],
+    version_id: int = 0,
+    text: str = "",
 ) -> IndexPoint:
     version_id = version_id or document_id * 10
     return IndexPoint(
@@ -52,6 +63,7 @@ def point(
         version_id=version_id,
         collection_id=collection_id,
         department_id=collection_id * 10,
+        sparse=document_vector(text) if text else None,
     )
 
 
@@ -140,6 +152,9 @@ def test_collections_are_separate_and_droppable(loaded: VectorIndex) -> None:
     assert other not in loaded.collection_names()
     with pytest.raises(MissingCollection):
         loaded.count(other)
+    for sparse in (None, query_vector("XK-4471B")):
+        with pytest.raises(MissingCollection):
+            loaded.search(other, [1.0, 0.0, 0.0, 0.0], scope(1), 5, sparse=sparse)
     loaded.drop_collection(other)  # idempotent
 
 
@@ -158,3 +173,197 @@ def test_an_alias_switches_between_collections(loaded: VectorIndex) -> None:
 def test_point_ids_are_deterministic() -> None:
     assert point_id_for_chunk(7, 3) == point_id_for_chunk(7, 3)
     assert point_id_for_chunk(7, 3) != point_id_for_chunk(3, 7)
+
+
+# --- hybrid: the lexical channel -----------------------------------------------------------
+
+# The question's dense vector points away from every passage below, so whatever a search
+# with min_score=0.9 finds, it found through the lexical channel.
+ELSEWHERE = [0.0, 0.0, 0.0, 1.0]
+FILLER = [
+    "Hotels are booked through the travel desk.",
+    "Trains are booked in second class.",
+    "Laptops use disk encryption.",
+    "New hires receive a badge on day one.",
+]
+
+
+@pytest.fixture
+def texts(index: VectorIndex) -> VectorIndex:
+    index.upsert(
+        C,
+        [
+            point(1, 0, 1, [1.0, 0.0, 0.0, 0.0], text="Warranty terms for model XK-4471B."),
+            point(1, 1, 1, [0.9, 0.1, 0.0, 0.0], text="差旅费报销需要部门经理审批。"),
+            point(2, 0, 2, [1.0, 0.0, 0.0, 0.0], text="Model XK-4471B: warranty XK-4471B."),
+            *(point(3, i, 1, [0.0, 1.0, 0.0, 0.0], text=t) for i, t in enumerate(FILLER)),
+        ],
+    )
+    return index
+
+
+def lexical(
+    index: VectorIndex,
+    question: str,
+    scope: AccessScope,
+    limit: int = 10,
+    *,
+    min_lexical_score: float | None = None,
+    exclude_version_ids: frozenset[int] = frozenset(),
+) -> list[int]:
+    """Chunk ids found for `question` through the lexical channel alone."""
+    hits = index.search(
+        C,
+        ELSEWHERE,
+        scope,
+        limit,
+        min_score=0.9,
+        exclude_version_ids=exclude_version_ids,
+        sparse=query_vector(question),
+        min_lexical_score=min_lexical_score,
+    )
+    return [h.chunk_id for h in hits]
+
+
+def test_a_rare_code_is_found_through_the_lexical_channel(texts: VectorIndex) -> None:
+    assert texts.search(C, ELSEWHERE, scope(1), 10, min_score=0.9) == []  # dense alone
+    hits = texts.search(C, ELSEWHERE, scope(1), 10, min_score=0.9, sparse=query_vector("xk-4471b"))
+    assert [h.chunk_id for h in hits] == [100]
+    assert hits[0].dense_score is None and hits[0].lexical_score is not None
+    assert hits[0].lexical_score > 0 and hits[0].score > 0
+
+
+def test_a_chinese_term_is_found_through_the_lexical_channel(texts: VectorIndex) -> None:
+    assert lexical(texts, "报销差旅费找谁审批？", scope(1)) == [101]
+    assert lexical(texts, "税", scope(1)) == []
+
+
+def test_both_channels_are_fused_and_keep_their_scores(texts: VectorIndex) -> None:
+    hits = texts.search(
+        C, [1.0, 0.0, 0.0, 0.0], scope(1), 10, min_score=0.5, sparse=query_vector("XK-4471B")
+    )
+    assert [h.chunk_id for h in hits] == [100, 101]  # 100: first in both channels
+    assert hits[0].dense_score == pytest.approx(1.0)
+    assert hits[0].lexical_score is not None and hits[0].lexical_score > 0
+    assert hits[1].lexical_score is None and hits[1].dense_score is not None
+    assert hits[0].score > hits[1].score
+
+
+def test_the_lexical_channel_never_leaves_the_scope(texts: VectorIndex) -> None:
+    # Collection 2's passage matches the code better (it says it twice) and is never returned
+    # to a caller who may read collection 1 only.
+    assert lexical(texts, "XK-4471B warranty", scope(1)) == [100]
+    assert lexical(texts, "XK-4471B warranty", scope(2)) == [200]
+    assert lexical(texts, "XK-4471B warranty", scope()) == []
+
+
+def test_the_lexical_scope_is_applied_inside_the_query_not_after(index: VectorIndex) -> None:
+    # Far more out-of-scope passages match better than any search depth would cover: a
+    # post-filter would be left with nothing, a filter inside the query finds the one.
+    index.upsert(
+        C,
+        [point(9, i, 2, ELSEWHERE, text="audit audit audit report") for i in range(60)]
+        + [point(8, 0, 1, [1.0, 0.0, 0.0, 0.0], text="The audit is yearly, and long winded.")],
+    )
+    assert lexical(index, "audit", scope(1), limit=1) == [800]
+
+
+def test_other_collections_do_not_shift_lexical_scores(index: VectorIndex) -> None:
+    # IDF comes from the passages the caller may read: how often a word occurs in another
+    # department's documents must not show in this department's scores.
+    index.upsert(C, [point(1, 0, 1, [1.0, 0.0, 0.0, 0.0], text="Canary phrase lorem ipsum.")])
+    index.upsert(C, [point(1, 1, 1, [1.0, 0.0, 0.0, 0.0], text="Another passage.")])
+
+    def score() -> float | None:
+        hits = index.search(C, ELSEWHERE, scope(1), 1, min_score=0.9, sparse=query_vector("lorem"))
+        return hits[0].lexical_score
+
+    before = score()
+    index.upsert(C, [point(5, i, 2, ELSEWHERE, text="lorem") for i in range(20)])
+    assert score() == pytest.approx(before)
+
+
+def test_excluded_versions_are_invisible_to_both_channels(texts: VectorIndex) -> None:
+    texts.upsert(C, [point(1, 0, 1, [1.0, 0.0, 0.0, 0.0], version_id=11, text="XK-4471B")])
+    assert sorted(lexical(texts, "XK-4471B", scope(1))) == [100, 100]  # versions 10 and 11
+    hidden = frozenset({10})
+    assert lexical(texts, "XK-4471B", scope(1), exclude_version_ids=hidden) == [100]
+    hits = texts.search(
+        C,
+        [1.0, 0.0, 0.0, 0.0],
+        scope(1),
+        10,
+        min_score=0.5,
+        exclude_version_ids=hidden,
+        sparse=query_vector("XK-4471B"),
+    )
+    assert {h.version_id for h in hits} == {11}
+
+
+def test_min_lexical_score_drops_weak_matches(texts: VectorIndex) -> None:
+    [hit] = texts.search(C, ELSEWHERE, scope(1), 10, min_score=0.9, sparse=query_vector("xk"))
+    assert hit.lexical_score is not None
+    assert lexical(texts, "xk", scope(1), min_lexical_score=hit.lexical_score - 0.01) == [100]
+    assert lexical(texts, "xk", scope(1), min_lexical_score=hit.lexical_score + 0.01) == []
+
+
+def test_an_empty_lexical_query_searches_dense_only(texts: VectorIndex) -> None:
+    dense = texts.search(C, [1.0, 0.0, 0.0, 0.0], scope(1), 10, min_score=0.5)
+    for empty in (SparseVector((), ()), query_vector("the of and"), None):
+        hits = texts.search(C, [1.0, 0.0, 0.0, 0.0], scope(1), 10, min_score=0.5, sparse=empty)
+        assert hits == dense
+    assert [h.chunk_id for h in dense] == [100, 101]
+    assert all(h.dense_score is not None and h.lexical_score is None for h in dense)
+
+
+def test_search_without_a_scope_is_refused_with_a_lexical_query(texts: VectorIndex) -> None:
+    with pytest.raises(UnscopedQueryError):
+        texts.search(C, ELSEWHERE, None, 5, sparse=query_vector("XK-4471B"))  # type: ignore[arg-type]
+
+
+def test_each_collection_records_its_schema_version(
+    index: VectorIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert index.schema_version(C) == INDEX_SCHEMA_VERSION
+    # A later release (a new tokenizer, say) creates its collections with a higher version;
+    # the ones made before keep reporting theirs, which is what triggers their rebuild.
+    for adapter in (edge_adapter, server_adapter):
+        monkeypatch.setattr(adapter, "INDEX_SCHEMA_VERSION", INDEX_SCHEMA_VERSION + 1)
+    index.create_collection("kb_test__g2", DIM)
+    assert index.schema_version("kb_test__g2") == INDEX_SCHEMA_VERSION + 1
+    assert index.schema_version(C) == INDEX_SCHEMA_VERSION
+    index.drop_collection("kb_test__g2")
+    with pytest.raises(MissingCollection):
+        index.schema_version("kb_test__g2")
+
+
+def create_dense_only_collection(index: VectorIndex, name: str, dimension: int = DIM) -> None:
+    """A collection as releases before hybrid retrieval created them (schema 1)."""
+    if isinstance(index, QdrantEdgeIndex):
+        path = index.root / "collections" / name
+        path.mkdir(parents=True)
+        config = qe.EdgeConfig(
+            vectors={DENSE_VECTOR: qe.EdgeVectorParams(size=dimension, distance=qe.Distance.Cosine)}
+        )
+        qe.EdgeShard.create(str(path), config).close()
+    else:
+        assert isinstance(index, QdrantServerIndex)
+        index.client.create_collection(
+            name,
+            vectors_config={
+                DENSE_VECTOR: models.VectorParams(size=dimension, distance=models.Distance.COSINE)
+            },
+        )
+
+
+def test_a_dense_only_collection_keeps_working_until_it_is_rebuilt(index: VectorIndex) -> None:
+    old = "kb_test__g0"
+    create_dense_only_collection(index, old)
+    assert index.schema_version(old) == 1
+    # Writes during a rebuild reach the old collection too: without their lexical vectors.
+    index.upsert(old, [point(1, 0, 1, [1.0, 0.0, 0.0, 0.0], text="XK-4471B")])
+    hits = index.search(
+        old, [1.0, 0.0, 0.0, 0.0], scope(1), 5, min_score=0.5, sparse=query_vector("XK-4471B")
+    )
+    assert [(h.chunk_id, h.lexical_score) for h in hits] == [(100, None)]
+    assert index.count(old) == 1

@@ -11,20 +11,23 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from ingest.embedding import bundled_model_path
-from ingest.index import AccessScope
-from kb.library.components import forget_embedders, get_index
+from ingest.index import INDEX_SCHEMA_VERSION, AccessScope
+from kb.library.components import forget_embedders, get_embedder, get_index
 from kb.library.indexing import (
     active_generation,
+    chunk_texts,
     configured_model_differs,
     ensure_index,
     live_generations,
     rebuild_index,
+    write_version,
 )
 from kb.library.ingestion import ingest_version
 from kb.library.models import Chunk, Collection, DocumentVersion, IndexGeneration
 from kb.library.services import upload_document
 from kb.portal.services import search_passages
 from tests.conftest import index_count
+from tests.ingest.test_index_contract import create_dense_only_collection
 
 pytestmark = pytest.mark.usefixtures("fresh_index")
 
@@ -105,6 +108,36 @@ def test_a_new_embedding_model_builds_a_new_collection_and_switches_the_alias(
         assert "180 EUR" in Chunk.objects.get(pk=search_passages("hotel", loaded)[0].chunk_id).text
     finally:
         forget_embedders()
+
+
+def test_an_index_from_before_hybrid_retrieval_is_rebuilt_once(loaded: AccessScope) -> None:
+    # An upgraded installation: the served collection has dense vectors only (schema 1).
+    old = active_generation()
+    index = get_index()
+    index.drop_collection(old.collection_name)
+    create_dense_only_collection(index, old.collection_name, old.dimension)
+    embedder = get_embedder(old.model_name)
+    for version in DocumentVersion.objects.filter(index_state="live"):
+        chunks = list(version.chunks.order_by("ordinal"))
+        vectors = embedder.embed_documents(chunk_texts(version, chunks))
+        write_version(version, chunks, {old.model_name: vectors}, [old])
+    assert index.schema_version(old.collection_name) == 1
+    [hit, *_] = search_passages("password rotation", loaded)  # it still serves, dense only
+    assert hit.dense_score is not None and hit.lexical_score is None
+
+    assert configured_model_differs()
+    new = rebuild_index()
+    assert new.pk != old.pk and new.model_id == old.model_id
+    assert index.schema_version(new.collection_name) == INDEX_SCHEMA_VERSION
+    assert index.alias_target("kb_chunks") == new.collection_name
+    assert old.collection_name not in index.collection_names()
+    assert index_count() == Chunk.objects.count()
+    assert not configured_model_differs()  # once
+    [hit, *_] = search_passages("password rotation", loaded)
+    assert (
+        hit.lexical_score is not None
+        and "Passwords rotate" in Chunk.objects.get(pk=hit.chunk_id).text
+    )
 
 
 def test_documents_ingested_during_a_rebuild_reach_both_generations(

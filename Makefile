@@ -63,6 +63,7 @@ BENCH_ENV := DATABASE_URL=postgres://postgres@127.0.0.1:5432/kb \
 bench: $(VENV)/.test
 	$(BENCH_ENV) $(BIN)/python bench/ingest.py
 	$(BENCH_ENV) $(BIN)/python bench/ttft.py
+	$(BENCH_ENV) $(BIN)/python bench/retrieval.py
 
 clean:
 	rm -rf $(VENV) var

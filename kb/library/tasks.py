@@ -53,12 +53,15 @@ def rebuild_index_task(model_name: str | None = None) -> str:
 
 def on_worker_start(hostname: str) -> None:
     """A worker node starts: anything it held before is dead, and the index may need a new
-    generation if EMBEDDING_MODEL changed."""
+    generation if EMBEDDING_MODEL or the index layout changed."""
     result = ingestion.recover_ingestion(ingestion.node_prefix(hostname), PROCESS_STARTED)
     logger.info("worker %s start-up recovery: %s", hostname, result)
     indexing.ensure_index()
     if indexing.configured_model_differs():
-        logger.warning("EMBEDDING_MODEL changed: rebuilding the index into a new collection")
+        logger.warning(
+            "EMBEDDING_MODEL or the index layout changed: rebuilding the index into a new "
+            "collection; the current one keeps serving until the switch"
+        )
         rebuild_index_task.delay()
 
 

@@ -132,7 +132,9 @@ def _load_sources(hits: list[IndexHit]) -> list[Source]:
     chunks = Chunk.objects.select_related("document").in_bulk([h.chunk_id for h in hits])
     sources: list[Source] = []
     for hit in hits:
-        chunk_id, score = hit.chunk_id, hit.score
+        chunk_id = hit.chunk_id
+        # The cosine where the dense channel found it; else the fused rank score.
+        score = hit.dense_score if hit.dense_score is not None else hit.score
         chunk = chunks.get(chunk_id)
         if chunk is None:  # deleted since it was indexed; the index catches up on its own
             continue
@@ -164,6 +166,8 @@ def search_passages(question: str, scope: AccessScope) -> list[IndexHit]:
                 collection=generation.collection_name,
                 top_k=settings.RETRIEVAL_TOP_K,
                 min_score=settings.RETRIEVAL_MIN_SCORE,
+                min_lexical_score=settings.RETRIEVAL_MIN_LEXICAL_SCORE,
+                mode="dense" if settings.RETRIEVAL_MODE == "dense" else "hybrid",
                 exclude_version_ids=hidden_version_ids(),
             )
         except MissingCollection:
@@ -204,7 +208,11 @@ def _source_json(source: Source, hit: IndexHit | None) -> dict[str, Any]:
         "chunk_id": source.chunk_id,
         "document_id": source.document_id,
         "version_id": hit.version_id if hit else None,
-        "score": round(source.score, 4),
+        "fused_score": round(hit.score, 5) if hit else None,
+        "dense_score": round(hit.dense_score, 4) if hit and hit.dense_score is not None else None,
+        "lexical_score": (
+            round(hit.lexical_score, 3) if hit and hit.lexical_score is not None else None
+        ),
     }
 
 

@@ -233,3 +233,30 @@ def test_admins_see_the_configured_models_and_which_answered(
     assert "llama.cpp in-process" in page and "DeepSeek-R1-Distill-Qwen-7B-Q4_K_M.gguf" in page
     assert "all-MiniLM-L6-v2" in page  # the embedding model of the served index
     assert "abc123" in page and "llama.cpp:x.gguf" in page
+
+
+def test_a_chinese_question_finds_chinese_text_and_asks_for_a_chinese_answer(
+    indexed_policy: None,
+    finance_collection: Collection,
+    alice: User,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    text = "# 差旅政策\n\n## 酒店\n\n在慕尼黑出差时，酒店住宿标准为每晚一百八十欧元。\n".encode()
+    result = upload_document(
+        collection=finance_collection, name="差旅政策.md", stream=BytesIO(text),
+        size=len(text), uploaded_by_id=None,
+    )  # fmt: skip
+    assert ingest_version(result.version.pk) == "indexed"
+    seen: list[list[dict[str, str]]] = []
+
+    class Recording(OpenAICompatibleLLM):
+        def stream(self, messages: list[dict[str, str]]) -> Iterator[Delta | Completion]:
+            seen.append(messages)
+            raise LLMUnavailable("recorded only")
+
+    monkeypatch.setattr(services, "get_chat_model", lambda: Recording("http://x.invalid/v1", "m"))
+    answer = services.answer_question(alice, "慕尼黑的酒店住宿标准是多少？")
+    assert answer.sources[0].title == "差旅政策"
+    turn = Turn.objects.get(conversation=answer.conversation_id)
+    assert turn.sources[0]["lexical_score"]  # found through the Chinese-aware lexical channel
+    assert "Answer in Simplified Chinese" in seen[0][-1]["content"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -62,10 +62,14 @@ def thinks_before_answering(model: str) -> bool:
 
 
 def _split_stream(
-    pieces: Iterable[tuple[str, str]], starts_in_reasoning: bool
-) -> Iterator[Delta | tuple[str, str]]:
-    """Turn (kind, text) pieces from a backend into Deltas; at the end yield the whole
-    (answer, reasoning), split again from the full text so nothing streamed early stays."""
+    pieces: Iterable[tuple[str, str]],
+    starts_in_reasoning: bool,
+    finish: Callable[[str, str], Completion],
+) -> Iterator[Delta | Completion]:
+    """Turn (kind, text) pieces from a backend into Deltas, then the Completion that
+    `finish(answer, reasoning)` builds once the pieces are exhausted (token counts are only
+    known then). The whole reply is split again from the full text, so nothing streamed
+    early stays in the answer."""
     splitter = ReasoningStream(starts_in_reasoning)
     content: list[str] = []
     reasoning: list[str] = []
@@ -81,7 +85,7 @@ def _split_stream(
         yield Delta(piece_kind, piece)
     full = ("<think>" if starts_in_reasoning else "") + "".join(content)
     answer, inline_reasoning = split_reasoning(full)
-    yield answer, "\n".join(p for p in ("".join(reasoning), inline_reasoning) if p).strip()
+    yield finish(answer, "\n".join(p for p in ("".join(reasoning), inline_reasoning) if p).strip())
 
 
 def _completion_from_message(
@@ -190,24 +194,22 @@ class OpenAICompatibleLLM:
                     completion_pieces += 1
                     yield "answer", delta.content
 
+        def finish(answer: str, reasoning: str) -> Completion:
+            return Completion(
+                answer=answer,
+                reasoning=reasoning,
+                model=served_model,
+                prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+                # Without a usage report, each streamed piece is one generated token.
+                completion_tokens=int(getattr(usage, "completion_tokens", 0) or completion_pieces),
+            )
+
         try:
-            for item in _split_stream(pieces(), self.starts_in_reasoning):
-                if isinstance(item, Delta):
-                    yield item
-                    continue
-                answer, reasoning = item
+            yield from _split_stream(pieces(), self.starts_in_reasoning, finish)
         except (openai.APIConnectionError, openai.APITimeoutError, httpx.HTTPError) as exc:
             raise LLMUnavailable(f"language model server unreachable or cut off: {exc}") from exc
         except openai.APIStatusError as exc:
             raise LLMUnavailable(f"language model server answered {exc.status_code}") from exc
-        yield Completion(
-            answer=answer,
-            reasoning=reasoning,
-            model=served_model,
-            prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
-            # Without a usage report, each streamed piece is one generated token.
-            completion_tokens=int(getattr(usage, "completion_tokens", 0) or completion_pieces),
-        )
 
 
 class LlamaCppLLM:
@@ -269,16 +271,15 @@ class LlamaCppLLM:
                         generated += 1
                         yield "answer", text
 
-            for item in _split_stream(pieces(), thinks_before_answering(self.gguf_path.name)):
-                if isinstance(item, Delta):
-                    yield item
-                    continue
-                answer, reasoning = item
-            yield Completion(
-                answer=answer,
-                reasoning=reasoning,
-                model=self.model_id,
-                # The context holds the prompt and what was generated.
-                prompt_tokens=max(int(llama.n_tokens) - generated, 0),
-                completion_tokens=generated,
-            )
+            def finish(answer: str, reasoning: str) -> Completion:
+                return Completion(
+                    answer=answer,
+                    reasoning=reasoning,
+                    model=self.model_id,
+                    # The context holds the prompt and what was generated.
+                    prompt_tokens=max(int(llama.n_tokens) - generated, 0),
+                    completion_tokens=generated,
+                )
+
+            starts_in_reasoning = thinks_before_answering(self.gguf_path.name)
+            yield from _split_stream(pieces(), starts_in_reasoning, finish)

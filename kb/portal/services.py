@@ -224,9 +224,8 @@ def stream_answer(
     started = time.monotonic()
     question = question.strip()
     conversation = _conversation_for(user, conversation_id, question)
-    earlier = list(conversation.turns.order_by("-id").values_list("search_query", flat=True)[:3])[
-        ::-1
-    ]
+    latest = conversation.turns.order_by("-id").values_list("search_query", flat=True)[:3]
+    earlier = list(reversed(latest))
     model = get_chat_model()
     query = search_query_for(question, earlier, model)
     hits = search_passages(query, access_scope_for(user))
@@ -272,7 +271,8 @@ def stream_answer(
                 else "The language model is unavailable; "
             ) + "showing the most relevant passages."
     if sources and answer.mode != "generated":
-        answer.mode = "extractive"
+        # The passages are the answer: no model produced it, so none is recorded with it.
+        answer.mode, answer.model, answer.model_version = "extractive", "", ""
         answer.text, answer.cited = verify_citations(extractive_answer(sources), len(sources))
     answer.seconds = time.monotonic() - started
     _record(conversation, answer, hits)

@@ -162,6 +162,7 @@ def test_a_server_killed_mid_answer_falls_back_to_passages(
     assert events.count("answer") >= 2 and events[-1] == "done"
     assert answer.mode == "extractive"
     assert "stopped in the middle" in answer.notice
+    assert answer.model == ""  # the passages are not the model's answer
     assert "180 EUR" in answer.text and "[1]" in answer.text
 
 

@@ -123,7 +123,7 @@ def _measure(rounds: int, llm_url: str) -> dict[str, Any]:
 
     # The prompt the product builds, sent to the server directly.
     hits = services.search_passages(QUESTION, access_scope_for(user))
-    messages = build_messages(QUESTION, services._load_sources(hits))
+    messages = build_messages(QUESTION, services.load_sources(hits))
     client = OpenAI(base_url=llm_url, api_key="not-needed", max_retries=0)
 
     product: list[float] = []

@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "kb.accounts",
     "kb.library",
     "kb.portal",
+    "kb.audit",
 ]
 
 MIDDLEWARE = [
@@ -73,6 +74,9 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # After authentication: the actor, IP and request id every audit record carries.
+    "kb.audit.context.AuditContextMiddleware",
+    "kb.accounts.sessions.SessionPolicyMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -90,6 +94,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "kb.accounts.context_processors.roles",
             ],
         },
     },
@@ -117,6 +122,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# --- sign-in (local accounts, LDAP / Active Directory, OpenID Connect) -----------------
+from kb.settings_sso import *  # noqa: E402, F403
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "portal:ask"
 LOGOUT_REDIRECT_URL = "login"
@@ -272,3 +280,42 @@ if CELERY_BROKER_URL == "filesystem://":
 else:
     # Longer than the longest ingestion, or Redis hands a running task to a second worker.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+
+# --- audit trail ----------------------------------------------------------------------
+# Proxies whose X-Forwarded-For is believed for the client address in audit records.
+KB_TRUSTED_PROXIES = envlist("KB_TRUSTED_PROXIES", [])
+# Signed checkpoints of the chain are written outside the database (kb/audit/checkpoints.py):
+# put the directory on other storage than the database's, and keep the key off the DB host.
+AUDIT_CHECKPOINT_DIR = Path(envstr("AUDIT_CHECKPOINT_DIR", str(DATA_DIR / "audit" / "checkpoints")))
+AUDIT_SIGNING_KEY_FILE = Path(
+    envstr("AUDIT_SIGNING_KEY_FILE", str(DATA_DIR / "audit" / "signing-key.pem"))
+)
+AUDIT_CHECKPOINT_SECONDS = envint("AUDIT_CHECKPOINT_SECONDS", 300, minimum=10)
+# SIEM forwarding (kb/audit/shipping.py): syslog RFC 5424 over TCP or UDP, the message body
+# as JSON or CEF. Unset host: nothing is forwarded (`manage.py audit export` still works).
+AUDIT_SYSLOG_HOST = envoptional("AUDIT_SYSLOG_HOST")
+AUDIT_SYSLOG_PORT = envint("AUDIT_SYSLOG_PORT", 514, minimum=1)
+AUDIT_SYSLOG_PROTOCOL = envchoice("AUDIT_SYSLOG_PROTOCOL", "tcp", ("tcp", "udp"))
+AUDIT_SYSLOG_FORMAT = envchoice("AUDIT_SYSLOG_FORMAT", "json", ("json", "cef"))
+AUDIT_SHIP_SECONDS = envint("AUDIT_SHIP_SECONDS", 10, minimum=1)
+CELERY_BEAT_SCHEDULE["audit-checkpoint"] = {
+    "task": "audit.checkpoint",
+    "schedule": float(AUDIT_CHECKPOINT_SECONDS),
+}
+if AUDIT_SYSLOG_HOST:
+    CELERY_BEAT_SCHEDULE["audit-ship"] = {
+        "task": "audit.ship",
+        "schedule": float(AUDIT_SHIP_SECONDS),
+    }
+
+# --- sessions and sign-in throttling (OWASP ASVS 7.x) ----------------------------------
+# Idle timeout: the session cookie's age, renewed on every request.
+SESSION_COOKIE_AGE = envint("SESSION_IDLE_MINUTES", 30, minimum=1) * 60
+SESSION_SAVE_EVERY_REQUEST = True
+# Absolute timeout: a session ends this long after sign-in whatever the activity
+# (kb/accounts/sessions.py).
+SESSION_ABSOLUTE_SECONDS = envint("SESSION_ABSOLUTE_HOURS", 12, minimum=1) * 3600
+# Failed sign-ins allowed per account name, and per client address, in the window.
+LOGIN_MAX_FAILURES_PER_USER = envint("LOGIN_MAX_FAILURES_PER_USER", 5, minimum=1)
+LOGIN_MAX_FAILURES_PER_IP = envint("LOGIN_MAX_FAILURES_PER_IP", 20, minimum=1)
+LOGIN_FAILURE_WINDOW_SECONDS = envint("LOGIN_FAILURE_WINDOW_MINUTES", 15, minimum=1) * 60

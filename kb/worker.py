@@ -68,15 +68,19 @@ class EmbeddedWorker:
         return self
 
     def _recover_periodically(self) -> None:
+        from kb.audit.tasks import checkpoint, ship
         from kb.library.ingestion import recover_ingestion
 
+        # The same periodic work beat schedules in production: the ingestion sweep, the
+        # signed audit checkpoint and SIEM forwarding (each a no-op when nothing is due).
         while not self._stopping.wait(RECOVERY_INTERVAL_SECONDS):
-            try:
-                recover_ingestion()
-            except Exception:
-                logger.exception("recovery sweep failed; trying again in a minute")
-            finally:
-                close_old_connections()
+            for work in (recover_ingestion, checkpoint, ship):
+                try:
+                    work()
+                except Exception:
+                    logger.exception("periodic %s failed; trying again in a minute", work)
+                finally:
+                    close_old_connections()
 
     def stop(self, timeout: float = 30.0) -> None:
         self._stopping.set()

@@ -1,6 +1,18 @@
 from django.contrib import admin
+from django.http import HttpRequest
 
-from kb.accounts.models import Department, Membership
+from kb.accounts.models import Department, DirectoryGroupMapping, Membership
+
+
+def _superadmins_only(request: HttpRequest) -> bool:
+    # The admin site is for superadmins, who manage structure (departments, memberships,
+    # collections, directory mappings). Department admins and curators work in the portal,
+    # where every page is scoped to their departments.
+    user = request.user
+    return bool(user.is_active and user.is_superuser)
+
+
+admin.site.has_permission = _superadmins_only  # type: ignore[method-assign]
 
 
 class MembershipInline(admin.TabularInline):
@@ -10,13 +22,19 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(Department)
 class DepartmentAdmin(admin.ModelAdmin):
-    list_display = ["name", "slug", "created_at"]
+    list_display = ["name", "slug", "audit_retention_days", "legal_hold", "created_at"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [MembershipInline]
 
 
 @admin.register(Membership)
 class MembershipAdmin(admin.ModelAdmin):
-    list_display = ["user", "department", "role"]
-    list_filter = ["department", "role"]
+    list_display = ["user", "department", "role", "clearance", "source"]
+    list_filter = ["department", "role", "clearance", "source"]
     list_select_related = ["user", "department"]
+
+
+@admin.register(DirectoryGroupMapping)
+class DirectoryGroupMappingAdmin(admin.ModelAdmin):
+    list_display = ["group", "department", "grant", "clearance"]
+    list_filter = ["department", "grant"]

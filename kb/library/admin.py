@@ -1,13 +1,24 @@
 from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
+from kb.accounts.access import readable_collection_ids
 from kb.library.models import Collection, Document, DocumentVersion, IndexGeneration
 
 
 @admin.register(Collection)
 class CollectionAdmin(admin.ModelAdmin):
-    list_display = ["name", "department", "visibility", "created_at"]
-    list_filter = ["department", "visibility"]
+    list_display = [
+        "name",
+        "department",
+        "visibility",
+        "classification",
+        "allow_download",
+        "created_at",
+    ]
+    list_filter = ["department", "visibility", "classification"]
     list_select_related = ["department"]
+    filter_horizontal = ["shared_with"]
 
 
 class VersionInline(admin.TabularInline):
@@ -19,8 +30,20 @@ class VersionInline(admin.TabularInline):
     show_change_link = True
 
 
+class ReadableOnly:
+    """Admin lists of documents show only what the superadmin could read in the portal:
+    the admin role manages structure, it is not a way around department boundaries."""
+
+    collection_lookup = "collection_id__in"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        queryset = super().get_queryset(request)  # type: ignore[misc]
+        allowed = readable_collection_ids(request.user)
+        return queryset.filter(**{self.collection_lookup: allowed})
+
+
 @admin.register(Document)
-class DocumentAdmin(admin.ModelAdmin):
+class DocumentAdmin(ReadableOnly, admin.ModelAdmin):
     list_display = ["title", "path", "collection", "current_version", "updated_at"]
     list_filter = ["collection"]
     list_select_related = ["collection", "current_version"]
@@ -30,7 +53,9 @@ class DocumentAdmin(admin.ModelAdmin):
 
 
 @admin.register(DocumentVersion)
-class DocumentVersionAdmin(admin.ModelAdmin):
+class DocumentVersionAdmin(ReadableOnly, admin.ModelAdmin):
+    collection_lookup = "document__collection_id__in"
+
     list_display = ["document", "number", "status", "error_code", "progress", "attempts"]
     list_filter = ["status", "error_code", "index_state"]
     list_select_related = ["document"]

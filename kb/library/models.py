@@ -15,12 +15,18 @@ from django.conf import settings
 from django.db import models
 
 from ingest.index import point_id_for_chunk
-from kb.accounts.models import Department
+from kb.accounts.models import Clearance, Department
 
 
 class Collection(models.Model):
+    """Who may read a collection: members of its department, of the departments it is shared
+    with, or everyone (by `visibility`), each only if their membership is cleared to the
+    collection's classification. Moving a collection or changing these fields takes effect on
+    the next request: index queries filter on collection ids computed from these rows."""
+
     class Visibility(models.TextChoices):
         DEPARTMENT = "department", "Own department only"
+        SHARED = "shared", "Shared with named departments"
         COMPANY = "company", "Everyone in the company"
 
     name = models.CharField(max_length=200)
@@ -29,6 +35,12 @@ class Collection(models.Model):
     visibility = models.CharField(
         max_length=20, choices=Visibility.choices, default=Visibility.DEPARTMENT
     )
+    shared_with = models.ManyToManyField(Department, blank=True, related_name="shared_collections")
+    classification = models.PositiveSmallIntegerField(
+        choices=Clearance.choices, default=Clearance.INTERNAL
+    )
+    # Off: readers get answers and citations (the passages) but never the original file.
+    allow_download = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

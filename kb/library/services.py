@@ -25,6 +25,7 @@ from django.utils import timezone
 from ingest.errors import IngestError, TooLarge
 from ingest.formats import SNIFF_BYTES, Container, check_content, kind_for
 from ingest.safety import archive_members, check_before_parse, clean_member_path, copy_member
+from kb.audit.trail import record
 from kb.library.components import archive_limits
 from kb.library.indexing import remove_version_points
 from kb.library.models import Collection, Document, DocumentVersion
@@ -199,6 +200,19 @@ def upload_document(
             stored.original.save(clean_path, File(stream), save=False)
             stored.save()
             version_id = stored.pk
+            record(
+                "document.uploaded" if number == 1 else "document.new_version",
+                target=document,
+                department=collection.department_id,
+                documents=[document.pk],
+                details={
+                    "collection": collection.pk,
+                    "path": clean_path,
+                    "version": number,
+                    "sha256": digest,
+                    "bytes": size,
+                },
+            )
             # Queue only once the row is committed, or the worker may look for it too early.
             transaction.on_commit(lambda: enqueue_version(version_id))
     except Exception:
@@ -348,6 +362,14 @@ def retry_version(version_id: int) -> bool:
         enqueued_at=None,
     )
     if updated:
+        version = DocumentVersion.objects.select_related("document__collection").get(pk=version_id)
+        record(
+            "document.retried",
+            target=version.document,
+            department=version.document.collection.department_id,
+            documents=[version.document_id],
+            details={"version": version.number},
+        )
         transaction.on_commit(lambda: enqueue_version(version_id))
     return bool(updated)
 
@@ -355,23 +377,29 @@ def retry_version(version_id: int) -> bool:
 def delete_document(document_id: int) -> bool:
     """Remove a document: its index points first, then its rows, then its stored files."""
     versions = list(DocumentVersion.objects.filter(document_id=document_id))
-    if not versions:
-        return Document.objects.filter(pk=document_id).delete()[0] > 0
     # Invisible from this moment, even before the points are gone.
     DocumentVersion.objects.filter(
         document_id=document_id, index_state=DocumentVersion.IndexState.LIVE
     ).update(index_state=DocumentVersion.IndexState.HIDDEN)
     for version in versions:
         remove_version_points(version.pk)
-    files = [v.original.name for v in versions if v.original.name]
-    storage = versions[0].original.storage
+    files = [(v.original.storage, v.original.name) for v in versions if v.original.name]
 
     def delete_files() -> None:
-        for name in files:
+        for storage, name in files:
             storage.delete(name)
 
+    document = Document.objects.select_related("collection").filter(pk=document_id).first()
     with transaction.atomic():
         deleted = Document.objects.filter(pk=document_id).delete()[0] > 0
+        if deleted and document is not None:
+            record(
+                "document.deleted",
+                target=("document", document_id),
+                department=document.collection.department_id,
+                documents=[document_id],
+                details={"path": document.path, "versions": len(versions)},
+            )
         transaction.on_commit(delete_files)
     return deleted
 

@@ -8,6 +8,7 @@ cut off mid-answer, the answer degrades to the best passages with a notice, neve
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Iterator
@@ -41,6 +42,7 @@ from inference.retrieval import retrieve
 from ingest.embedding import model_fingerprint
 from ingest.index import AccessScope, IndexHit, MissingCollection
 from kb.accounts.access import AnyUser, access_scope_for
+from kb.audit.trail import record
 from kb.library.components import get_embedder, get_index
 from kb.library.indexing import active_generation, hidden_version_ids
 from kb.library.models import Chunk
@@ -128,7 +130,7 @@ def describe_chat_model() -> dict[str, str]:
     }
 
 
-def _load_sources(hits: list[IndexHit]) -> list[Source]:
+def load_sources(hits: list[IndexHit]) -> list[Source]:
     chunks = Chunk.objects.select_related("document").in_bulk([h.chunk_id for h in hits])
     sources: list[Source] = []
     for hit in hits:
@@ -229,7 +231,7 @@ def stream_answer(
     model = get_chat_model()
     query = search_query_for(question, earlier, model)
     hits = search_passages(query, access_scope_for(user))
-    sources = _load_sources(hits)
+    sources = load_sources(hits)
     yield "sources", sources
     answer = Answer(question, "", "not_found", sources, search_query=query)
     if not sources:
@@ -300,6 +302,37 @@ def _record(conversation: Conversation, answer: Answer, hits: list[IndexHit]) ->
     )
     conversation.save(update_fields=["updated_at"])
     answer.conversation_id, answer.turn_id = conversation.pk, turn.pk
+    record(
+        "question.asked",
+        target=turn,
+        documents={hit.document_id for hit in hits},
+        details={
+            "question": answer.question,
+            "search_query": answer.search_query,
+            "conversation": conversation.pk,
+            "retrieved": [
+                {"chunk": h.chunk_id, "version": h.version_id, "document": h.document_id}
+                for h in hits
+            ],
+            "cited": [
+                {"number": s.number, "chunk": s.chunk_id, "document": s.document_id}
+                for s in answer.sources
+                if s.number in answer.cited
+            ],
+            "mode": answer.mode,
+            "model": answer.model,
+            "model_version": answer.model_version,
+            "answer_sha256": hashlib.sha256(answer.text.encode("utf-8")).hexdigest(),
+            "seconds": round(answer.seconds, 3),
+            "first_token_seconds": (
+                round(answer.first_token_seconds, 3)
+                if answer.first_token_seconds is not None
+                else None
+            ),
+            "prompt_tokens": answer.prompt_tokens,
+            "completion_tokens": answer.completion_tokens,
+        },
+    )
 
 
 def answer_question(user: AnyUser, question: str, conversation_id: int | None = None) -> Answer:

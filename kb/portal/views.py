@@ -22,9 +22,17 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from inference.answering import Source
-from kb.accounts.access import can_upload_to, readable_collections, readable_documents
+from kb.accounts.access import (
+    access_scope_for,
+    can_download,
+    can_upload_to,
+    is_auditor,
+    readable_collections,
+    readable_documents,
+)
+from kb.audit.trail import denied, record
 from kb.library.management.commands.serve_llm import vllm_command
-from kb.library.models import Document, DocumentVersion, IndexGeneration
+from kb.library.models import Collection, Document, DocumentVersion, IndexGeneration
 from kb.library.services import (
     BatchResult,
     UploadRejected,
@@ -35,7 +43,14 @@ from kb.library.services import (
 )
 from kb.portal.forms import AskForm, UploadForm
 from kb.portal.models import Conversation, Turn
-from kb.portal.services import Answer, answer_question, describe_chat_model, stream_answer
+from kb.portal.services import (
+    Answer,
+    answer_question,
+    describe_chat_model,
+    load_sources,
+    search_passages,
+    stream_answer,
+)
 from kb.portal.templatetags.answers import source_url, with_citation_links
 
 logger = logging.getLogger(__name__)
@@ -49,8 +64,45 @@ def _own_conversation_id(request: HttpRequest, form: AskForm) -> int | None:
             pk=conversation_id, user_id=int(request.user.pk or 0)
         ).exists()
     ):
+        denied(("conversation", conversation_id), reason="not the asker's conversation")
         raise Http404("No such conversation.")
     return conversation_id
+
+
+# Every lookup by id goes through one of these two: what the user may not read is "not found"
+# (404, so ids cannot be probed) and leaves an access.denied record naming what was asked for.
+def _readable_collection_or_404(request: HttpRequest, collection_id: int) -> Collection:
+    collection = (
+        readable_collections(request.user)
+        .select_related("department")
+        .filter(pk=collection_id)
+        .first()
+    )
+    if collection is None:
+        owner = Collection.objects.filter(pk=collection_id).values_list("department", flat=True)
+        denied(("collection", collection_id), reason="not readable", department=owner.first())
+        raise Http404("No such collection.")
+    return collection
+
+
+def _readable_document_or_404(request: HttpRequest, document_id: int, purpose: str) -> Document:
+    document = (
+        readable_documents(request.user)
+        .select_related("collection__department", "current_version")
+        .filter(pk=document_id)
+        .first()
+    )
+    if document is None:
+        owner = Document.objects.filter(pk=document_id).values_list(
+            "collection__department", flat=True
+        )
+        denied(
+            ("document", document_id),
+            reason=f"not readable ({purpose})",
+            department=owner.first(),
+        )
+        raise Http404("No such document.")
+    return document
 
 
 @login_required
@@ -169,14 +221,13 @@ def _latest_versions() -> Prefetch[str]:
 @login_required
 @require_http_methods(["GET", "POST"])
 def collection_detail(request: HttpRequest, collection_id: int) -> HttpResponse:
-    collection = get_object_or_404(
-        readable_collections(request.user).select_related("department"), pk=collection_id
-    )
+    collection = _readable_collection_or_404(request, collection_id)
     may_upload = can_upload_to(request.user, collection)
     form = UploadForm()
     status = 200
     if request.method == "POST":
         if not may_upload:
+            denied(collection, reason="upload by a non-curator", department=collection.department)
             return HttpResponse("Only curators of this department may upload.", status=403)
         form = UploadForm(request.POST, request.FILES)
         if form.is_valid():
@@ -235,7 +286,7 @@ def _version_json(version: DocumentVersion) -> dict[str, object]:
 @login_required
 @require_GET
 def document_status(request: HttpRequest, collection_id: int) -> JsonResponse:
-    collection = get_object_or_404(readable_collections(request.user), pk=collection_id)
+    collection = _readable_collection_or_404(request, collection_id)
     documents = collection.documents.prefetch_related(_latest_versions())
     rows = []
     for document in documents:
@@ -248,10 +299,15 @@ def document_status(request: HttpRequest, collection_id: int) -> JsonResponse:
 @login_required
 @require_GET
 def document_detail(request: HttpRequest, document_id: int) -> HttpResponse:
-    document = get_object_or_404(
-        readable_documents(request.user).select_related("collection__department"), pk=document_id
-    )
+    document = _readable_document_or_404(request, document_id, "view")
     current = document.current_version
+    record(
+        "document.viewed",
+        target=document,
+        department=document.collection.department,
+        documents=[document.pk],
+        details={"version": current.number if current else None},
+    )
     chunks = current.chunks.order_by("ordinal") if current else []
     return render(
         request,
@@ -262,14 +318,27 @@ def document_detail(request: HttpRequest, document_id: int) -> HttpResponse:
             "chunks": chunks,
             "versions": document.versions.order_by("-number"),
             "may_manage": can_upload_to(request.user, document.collection),
+            "may_download": can_download(request.user, document.collection),
         },
     )
 
 
 @login_required
 @require_GET
-def document_download(request: HttpRequest, document_id: int) -> FileResponse:
-    document = get_object_or_404(readable_documents(request.user), pk=document_id)
+def document_download(request: HttpRequest, document_id: int) -> HttpResponse:
+    document = _readable_document_or_404(request, document_id, "download")
+    if not can_download(request.user, document.collection):
+        denied(
+            document,
+            reason="downloads are off for this collection",
+            department=document.collection.department,
+            documents=[document.pk],
+        )
+        return HttpResponse(
+            "This collection allows answers and citations, but not downloading the originals.",
+            status=403,
+            content_type="text/plain; charset=utf-8",
+        )
     number = request.GET.get("version")
     versions = document.versions.all()
     if number is not None:
@@ -278,6 +347,13 @@ def document_download(request: HttpRequest, document_id: int) -> FileResponse:
         version = document.current_version or versions.order_by("-number").first()
     if version is None:
         raise Http404("no such version")
+    record(
+        "document.downloaded",
+        target=document,
+        department=document.collection.department,
+        documents=[document.pk],
+        details={"version": version.number, "sha256": version.sha256},
+    )
     # Always an attachment with a generic type, so an uploaded HTML or SVG file can never
     # run in the portal's origin; SecurityMiddleware adds X-Content-Type-Options: nosniff.
     return FileResponse(
@@ -289,10 +365,13 @@ def document_download(request: HttpRequest, document_id: int) -> FileResponse:
 
 
 def _managed_document(request: HttpRequest, document_id: int) -> Document:
-    document = get_object_or_404(
-        readable_documents(request.user).select_related("collection"), pk=document_id
-    )
+    document = _readable_document_or_404(request, document_id, "manage")
     if not can_upload_to(request.user, document.collection):
+        denied(
+            document,
+            reason="not a curator of this collection",
+            department=document.collection.department,
+        )
         raise Http404("not a curator of this collection")
     return document
 
@@ -339,4 +418,72 @@ def configured_models(request: HttpRequest) -> HttpResponse:
             "answered_by": answered_by,
             "vllm_command": " ".join(vllm_command("0.0.0.0", 8001)),  # noqa: S104
         },
+    )
+
+
+@login_required
+@require_GET
+def search(request: HttpRequest) -> HttpResponse:
+    """Passages only, no model: the same retrieval (and access filter) the answers use."""
+    query = str(request.GET.get("q", "")).strip()[:2000]
+    sources: list[Source] = []
+    if query:
+        hits = search_passages(query, access_scope_for(request.user))
+        sources = load_sources(hits)
+        record(
+            "search.performed",
+            documents={s.document_id for s in sources},
+            details={"query": query, "chunks": [s.chunk_id for s in sources]},
+        )
+    return render(request, "portal/search.html", {"query": query, "sources": sources})
+
+
+@login_required
+@require_GET
+def conversation_list(request: HttpRequest) -> HttpResponse:
+    conversations = Conversation.objects.filter(user_id=request.user.pk).annotate(
+        turn_count=Count("turns")
+    )
+    return render(request, "portal/conversations.html", {"conversations": conversations})
+
+
+def _turn_view(turn: Turn, readable: set[int], reviewing: bool) -> dict[str, object]:
+    """A turn as history shows it. The asker sees an old answer only while they can still
+    read every document it drew on: access removed since then hides it (and its sources)
+    from the very next request. An auditor reviewing the conversation sees it as it was."""
+    documents = {int(s["document_id"]) for s in turn.sources if s.get("document_id")}
+    withheld = not reviewing and not documents <= readable
+    sources = [s for s in turn.sources if reviewing or int(s.get("document_id") or 0) in readable]
+    titles = dict(Document.objects.filter(pk__in=documents).values_list("pk", "title"))
+    return {
+        "turn": turn,
+        "withheld": withheld,
+        "sources": [
+            {**s, "title": titles.get(int(s.get("document_id") or 0), "(deleted document)")}
+            for s in sources
+        ],
+    }
+
+
+@login_required
+@require_GET
+def conversation_detail(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    conversation = Conversation.objects.select_related("user").filter(pk=conversation_id).first()
+    own = conversation is not None and conversation.user_id == request.user.pk
+    reviewing = conversation is not None and not own and is_auditor(request.user)
+    if conversation is None or not (own or reviewing):
+        denied(("conversation", conversation_id), reason="not the asker's conversation")
+        raise Http404("No such conversation.")
+    if reviewing:
+        record(
+            "conversation.read_other",
+            target=conversation,
+            details={"owner": conversation.user.get_username(), "owner_id": conversation.user_id},
+        )
+    readable = set(readable_documents(request.user).values_list("pk", flat=True))
+    turns = [_turn_view(t, readable, reviewing) for t in conversation.turns.all()]
+    return render(
+        request,
+        "portal/conversation.html",
+        {"conversation": conversation, "turns": turns, "reviewing": reviewing},
     )

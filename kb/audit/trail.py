@@ -1,0 +1,169 @@
+"""Writing the audit trail: `record()` is the one way a record is made.
+
+A record commits or rolls back with the transaction it is written in, so the trail never
+claims an action that did not happen. Writers take a row lock on the chain head for the time
+it takes to insert one row; that is what makes the numbering gapless and the chain a single
+line under any number of concurrent writers (PostgreSQL; SQLite serialises writers anyway).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import UTC
+from typing import Any
+
+from django.db import models, transaction
+from django.utils import timezone
+
+from kb.audit import context
+from kb.audit.chain import canonical_json, record_hash
+from kb.audit.models import AuditChainHead, AuditDocument, AuditRecord
+
+logger = logging.getLogger("kb.audit")
+
+# Sign-in, access decisions and changes to who may see what. Named here so the auditor
+# pages can offer them as filters and so a misspelt action fails loudly in tests.
+ACTIONS = {
+    "auth.login": "Signed in",
+    "auth.login_failed": "Sign-in failed",
+    "auth.login_throttled": "Sign-in refused: too many failures",
+    "auth.logout": "Signed out",
+    "auth.session_ended": "Session ended (timeout or deactivated account)",
+    "question.asked": "Asked a question",
+    "search.performed": "Searched passages",
+    "document.uploaded": "Uploaded a document",
+    "document.new_version": "Uploaded a new version",
+    "document.deleted": "Deleted a document",
+    "document.viewed": "Viewed a document",
+    "document.downloaded": "Downloaded an original",
+    "document.retried": "Retried a failed version",
+    "collection.created": "Created a collection",
+    "collection.changed": "Changed a collection",
+    "collection.deleted": "Deleted a collection",
+    "department.created": "Created a department",
+    "department.changed": "Changed a department",
+    "department.deleted": "Deleted a department",
+    "membership.added": "Added a membership",
+    "membership.changed": "Changed a membership",
+    "membership.removed": "Removed a membership",
+    "mapping.changed": "Changed a directory group mapping",
+    "user.changed": "Changed an account",
+    "token.created": "Created an API token",
+    "token.used": "Used an API token",
+    "token.revoked": "Revoked an API token",
+    "conversation.read_other": "Read someone else's conversation",
+    "access.denied": "Access denied",
+    "audit.viewed": "Viewed the audit trail",
+    "audit.exported": "Exported audit records",
+    "audit.verified": "Verified the audit trail",
+    "audit.purged": "Purged audit records past retention",
+    "audit.checkpoint": "Signed an audit checkpoint",
+}
+
+
+def _department_of(actor: Any, department: Any) -> tuple[int | None, str]:
+    from kb.accounts.models import Department, Membership
+
+    if isinstance(department, Department):
+        return department.pk, department.name
+    if isinstance(department, int):
+        name = Department.objects.filter(pk=department).values_list("name", flat=True).first()
+        return department, name or ""
+    if actor is not None and getattr(actor, "pk", None):
+        # No department named by the event: the actor's own (their first, by membership id).
+        first = (
+            Membership.objects.filter(user_id=actor.pk)
+            .select_related("department")
+            .order_by("pk")
+            .first()
+        )
+        if first is not None:
+            return first.department_id, first.department.name
+    return None, ""
+
+
+def _target(target: Any) -> tuple[str, str]:
+    if target is None:
+        return "", ""
+    if isinstance(target, tuple):
+        kind, identifier = target
+        return str(kind), str(identifier)
+    if isinstance(target, models.Model):
+        return target._meta.model_name or "", str(target.pk)
+    raise TypeError(f"audit target must be a model instance or (type, id), not {target!r}")
+
+
+def record(
+    action: str,
+    *,
+    outcome: str = AuditRecord.Outcome.SUCCESS,
+    actor: Any = None,
+    actor_name: str = "",
+    target: Any = None,
+    department: Any = None,
+    documents: Iterable[int] = (),
+    details: dict[str, Any] | None = None,
+) -> AuditRecord:
+    """Append one record. Actor, IP and request id come from the current context
+    (kb/audit/context.py) unless given; `actor_name` names someone who is not a user (the
+    name typed into a failed sign-in)."""
+    if action not in ACTIONS:
+        raise ValueError(f"unknown audit action {action!r}")
+    ctx = context.current()
+    if actor is None:
+        actor = ctx.user
+    actor_id = getattr(actor, "pk", None) if actor is not None else None
+    if actor is not None and not actor_name:
+        actor_name = actor.get_username()
+    if not actor_name and actor is None:
+        actor_name = ctx.name or {"worker": "system:worker"}.get(ctx.via, "")
+    department_id, department_name = _department_of(actor, department)
+    target_type, target_id = _target(target)
+    document_list = sorted({int(d) for d in documents})
+    fields: dict[str, Any] = {
+        "at": timezone.now().astimezone(UTC),
+        "action": action,
+        "outcome": str(outcome),
+        "actor_id": actor_id,
+        "actor": actor_name[:150],
+        "department_id": department_id,
+        "department": department_name[:120],
+        "ip": ctx.ip,
+        "request_id": ctx.request_id,
+        "target_type": target_type[:40],
+        "target_id": target_id[:64],
+        "document_ids": (" " + " ".join(map(str, document_list)) + " ") if document_list else "",
+        "details_json": canonical_json({**(details or {}), "via": ctx.via}),
+    }
+    with transaction.atomic():
+        head, _ = AuditChainHead.objects.select_for_update().get_or_create(pk=1)
+        seq = head.seq + 1
+        entry = AuditRecord(
+            seq=seq, prev_hash=head.hash, hash=record_hash(head.hash, fields), **fields
+        )
+        entry.save(force_insert=True)
+        AuditChainHead.objects.filter(pk=1).update(seq=seq, hash=entry.hash)
+        AuditDocument.objects.bulk_create(
+            [AuditDocument(record=entry, document_id=d) for d in document_list]
+        )
+    return entry
+
+
+def denied(
+    target: Any,
+    *,
+    reason: str,
+    department: Any = None,
+    documents: Iterable[int] = (),
+    **details: Any,
+) -> AuditRecord:
+    """An `access.denied` record: someone asked for something they may not have."""
+    return record(
+        "access.denied",
+        outcome=AuditRecord.Outcome.DENIED,
+        target=target,
+        department=department,
+        documents=documents,
+        details={"reason": reason, **details},
+    )

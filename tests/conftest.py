@@ -148,6 +148,6 @@ def _flush_past_audit_trigger() -> Iterator[None]:
             "SET session_replication_role = origin",
         ]
 
-    DatabaseOperations.sql_flush = sql_flush  # type: ignore[method-assign]
+    DatabaseOperations.sql_flush = sql_flush  # type: ignore[method-assign, assignment]
     yield
     DatabaseOperations.sql_flush = original  # type: ignore[method-assign]

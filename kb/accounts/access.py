@@ -30,14 +30,18 @@ def _active(user: AnyUser) -> bool:
 def member_department_ids(user: AnyUser) -> set[int]:
     if not _active(user):
         return set()
-    return set(Membership.objects.filter(user_id=user.pk).values_list("department_id", flat=True))
+    return set(
+        Membership.objects.filter(user_id=int(user.pk or 0)).values_list("department_id", flat=True)
+    )
 
 
 def readable_collection_ids(user: AnyUser) -> frozenset[int]:
     if not _active(user):
         return frozenset()
     clearances = dict(
-        Membership.objects.filter(user_id=user.pk).values_list("department_id", "clearance")
+        Membership.objects.filter(user_id=int(user.pk or 0)).values_list(
+            "department_id", "clearance"
+        )
     )
     rule = Q(visibility=Collection.Visibility.COMPANY) & Q(
         classification__lte=max(clearances.values(), default=Clearance.PUBLIC)
@@ -68,7 +72,9 @@ def readable_documents(user: AnyUser) -> QuerySet[Document]:
 def _departments_with_role(user: AnyUser, roles: list[str]) -> QuerySet[Department]:
     if not _active(user):
         return Department.objects.none()
-    return Department.objects.filter(memberships__user_id=user.pk, memberships__role__in=roles)
+    return Department.objects.filter(
+        memberships__user_id=int(user.pk or 0), memberships__role__in=roles
+    )
 
 
 def curated_departments(user: AnyUser) -> QuerySet[Department]:

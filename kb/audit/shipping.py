@@ -35,7 +35,7 @@ def ship_pending(batch: int = 500, sender: SyslogSender | None = None) -> int:
     sender = sender or SyslogSender(
         str(settings.AUDIT_SYSLOG_HOST),
         settings.AUDIT_SYSLOG_PORT,
-        settings.AUDIT_SYSLOG_PROTOCOL,
+        "udp" if settings.AUDIT_SYSLOG_PROTOCOL == "udp" else "tcp",
     )
     hostname = socket.gethostname()
     shipped = 0
@@ -49,7 +49,9 @@ def ship_pending(batch: int = 500, sender: SyslogSender | None = None) -> int:
                 return shipped
             messages = [
                 to_syslog(
-                    r.as_export_dict(), hostname=hostname, msg_format=settings.AUDIT_SYSLOG_FORMAT
+                    r.as_export_dict(),
+                    hostname=hostname,
+                    msg_format="cef" if settings.AUDIT_SYSLOG_FORMAT == "cef" else "json",
                 )
                 for r in records
             ]

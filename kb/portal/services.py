@@ -304,6 +304,7 @@ def _record(conversation: Conversation, answer: Answer, hits: list[IndexHit]) ->
     answer.conversation_id, answer.turn_id = conversation.pk, turn.pk
     record(
         "question.asked",
+        actor=conversation.user,
         target=turn,
         documents={hit.document_id for hit in hits},
         details={

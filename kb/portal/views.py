@@ -18,6 +18,7 @@ from django.http import (
     JsonResponse,
     StreamingHttpResponse,
 )
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -30,6 +31,7 @@ from kb.accounts.access import (
     readable_collections,
     readable_documents,
 )
+from kb.audit import context as audit_context
 from kb.audit.trail import denied, record
 from kb.library.management.commands.serve_llm import vllm_command
 from kb.library.models import Collection, Document, DocumentVersion, IndexGeneration
@@ -166,8 +168,15 @@ def ask_stream(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
         return JsonResponse({"errors": form.errors.get_json_data()}, status=400)
     conversation_id = _own_conversation_id(request, form)
     question = form.cleaned_data["question"]
+    # The body streams after the middleware has returned: keep this request's audit context
+    # (IP, request id) for the records written while answering.
+    request_context = audit_context.current()
 
     def events() -> Iterator[bytes]:
+        with audit_context.acting(request_context):
+            yield from answer_events()
+
+    def answer_events() -> Iterator[bytes]:
         try:
             for event, payload in stream_answer(request.user, question, conversation_id):
                 if event == "sources":
@@ -325,7 +334,7 @@ def document_detail(request: HttpRequest, document_id: int) -> HttpResponse:
 
 @login_required
 @require_GET
-def document_download(request: HttpRequest, document_id: int) -> HttpResponse:
+def document_download(request: HttpRequest, document_id: int) -> HttpResponseBase:
     document = _readable_document_or_404(request, document_id, "download")
     if not can_download(request.user, document.collection):
         denied(
@@ -441,7 +450,7 @@ def search(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def conversation_list(request: HttpRequest) -> HttpResponse:
-    conversations = Conversation.objects.filter(user_id=request.user.pk).annotate(
+    conversations = Conversation.objects.filter(user_id=int(request.user.pk or 0)).annotate(
         turn_count=Count("turns")
     )
     return render(request, "portal/conversations.html", {"conversations": conversations})

@@ -13,6 +13,7 @@ from __future__ import annotations
 import getpass
 import sys
 from argparse import ArgumentParser
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -107,10 +108,14 @@ class Command(BaseCommand):
         if options["action"]:
             records = records.filter(action=options["action"])
         hostname = socket.gethostname()
-        formats = {
+
+        def syslog(entry: dict[str, Any]) -> str:
+            return to_syslog(entry, hostname=hostname)
+
+        formats: dict[str, Callable[[dict[str, Any]], str]] = {
             "jsonl": to_json_line,
             "cef": to_cef,
-            "syslog": lambda r: to_syslog(r, hostname=hostname),
+            "syslog": syslog,
         }
         render = formats[options["format"]]
         out = open(options["output"], "w", encoding="utf-8") if options["output"] else sys.stdout  # noqa: SIM115

@@ -45,7 +45,7 @@ class Command(BaseCommand):
     help = "Verify, checkpoint, export, ship or purge the audit trail."
 
     def add_arguments(self, parser: ArgumentParser) -> None:
-        sub = parser.add_subparsers(dest="action", required=True)
+        sub = parser.add_subparsers(dest="subcommand", required=True)
         sub.add_parser("verify", help="check the hash chain and the signed checkpoints")
         sub.add_parser("checkpoint", help="sign the chain's head into AUDIT_CHECKPOINT_DIR")
         export = sub.add_parser("export", help="records as JSON lines or CEF")
@@ -61,7 +61,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         with context.acting(_operator()):
-            getattr(self, f"_{options['action']}")(options)
+            getattr(self, f"_{options['subcommand']}")(options)
 
     def _verify(self, options: dict[str, Any]) -> None:
         from kb.audit.checkpoints import CheckpointSignatureError, read_checkpoints

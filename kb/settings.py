@@ -319,3 +319,6 @@ SESSION_ABSOLUTE_SECONDS = envint("SESSION_ABSOLUTE_HOURS", 12, minimum=1) * 360
 LOGIN_MAX_FAILURES_PER_USER = envint("LOGIN_MAX_FAILURES_PER_USER", 5, minimum=1)
 LOGIN_MAX_FAILURES_PER_IP = envint("LOGIN_MAX_FAILURES_PER_IP", 20, minimum=1)
 LOGIN_FAILURE_WINDOW_SECONDS = envint("LOGIN_FAILURE_WINDOW_MINUTES", 15, minimum=1) * 60
+# The database role the application runs as, when it differs from the schema owner that runs
+# migrations (compose/): migrations then revoke its UPDATE/DELETE/TRUNCATE on the audit table.
+KB_DATABASE_APP_ROLE = envstr("KB_DATABASE_APP_ROLE", "")

@@ -19,7 +19,25 @@ def load() -> dict[str, dict[str, dict[str, object]]]:
 def test_every_service_has_a_health_check() -> None:
     services = load()["services"]
     assert {"postgres", "redis", "qdrant", "vllm", "web", "worker"} <= set(services)
-    assert [name for name, svc in services.items() if "healthcheck" not in svc] == []
+    long_running = {name: svc for name, svc in services.items() if svc.get("restart") != "no"}
+    assert [name for name, svc in long_running.items() if "healthcheck" not in svc] == []
+
+
+def test_the_app_runs_as_its_own_database_role_and_migrations_as_the_owner() -> None:
+    services = load()["services"]
+    for name in ("web", "worker", "beat"):
+        environment = services[name]["environment"]
+        assert isinstance(environment, dict)
+        assert str(environment["DATABASE_URL"]).startswith("postgres://kb_app:")
+        assert environment["KB_DATABASE_APP_ROLE"] == "kb_app"
+        assert services[name]["depends_on"]["migrate"] == {  # type: ignore[index]
+            "condition": "service_completed_successfully"
+        }
+    migrate = services["migrate"]["environment"]
+    assert isinstance(migrate, dict)
+    assert str(migrate["DATABASE_URL"]).startswith("postgres://kb:")
+    init = (COMPOSE / "postgres-init" / "10-app-role.sh").read_text()
+    assert "NOSUPERUSER" in init and "kb_app" in init
 
 
 def test_qdrant_requires_an_api_key_and_is_not_published() -> None:

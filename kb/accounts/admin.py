@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from kb.accounts.models import Department, DirectoryGroupMapping, Membership
+from kb.audit.trail import denied
 
 
 def _superadmins_only(request: HttpRequest) -> bool:
@@ -9,7 +10,11 @@ def _superadmins_only(request: HttpRequest) -> bool:
     # collections, directory mappings). Department admins and curators work in the portal,
     # where every page is scoped to their departments.
     user = request.user
-    return bool(user.is_active and user.is_superuser)
+    allowed = bool(user.is_active and user.is_superuser)
+    if not allowed and user.is_authenticated and not getattr(request, "_kb_admin_denied", False):
+        request._kb_admin_denied = True  # type: ignore[attr-defined]  # once per request
+        denied(("admin", "site"), reason="not a superadmin", path=request.path)
+    return allowed
 
 
 admin.site.has_permission = _superadmins_only  # type: ignore[method-assign]

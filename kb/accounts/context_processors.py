@@ -2,10 +2,17 @@ from __future__ import annotations
 
 from django.http import HttpRequest
 
-from kb.accounts.access import is_auditor
+from kb.accounts.access import administered_departments, curated_departments, is_auditor
 
 
 def roles(request: HttpRequest) -> dict[str, bool]:
-    """Company-wide roles the navigation needs (department roles are checked per page)."""
+    """What the navigation offers: the audit pages to auditors, the department pages to
+    department admins and curators. Each page checks again; this only hides dead links."""
     user = getattr(request, "user", None)
-    return {"perms_auditor": user is not None and is_auditor(user)}
+    if user is None or not user.is_authenticated:
+        return {"perms_auditor": False, "perms_manager": False}
+    return {
+        "perms_auditor": is_auditor(user),
+        "perms_manager": administered_departments(user).exists()
+        or curated_departments(user).exists(),
+    }

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 
 from django.conf import settings
-from django.contrib.auth import logout
+from django.contrib.auth import SESSION_KEY, get_user_model, logout
 from django.contrib.auth.signals import user_logged_in
 from django.http import HttpRequest, HttpResponse
 
@@ -33,7 +33,18 @@ class SessionPolicyMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         user = request.user
-        if user.is_authenticated:
+        if not user.is_authenticated and SESSION_KEY in request.session:
+            # The session names an account that no longer signs in: every backend returns
+            # no user for a deactivated (or deleted) account. End the session on the record.
+            account = get_user_model().objects.filter(pk=request.session[SESSION_KEY]).first()
+            record(
+                "auth.session_ended",
+                actor=account,
+                actor_name="" if account else f"deleted user {request.session[SESSION_KEY]}",
+                details={"reason": "account deactivated"},
+            )
+            request.session.flush()
+        elif user.is_authenticated:
             started = request.session.get(SIGNED_IN_AT)
             reason = ""
             if not user.is_active:

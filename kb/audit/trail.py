@@ -117,7 +117,8 @@ def record(
     if actor is not None and not actor_name:
         actor_name = actor.get_username()
     if not actor_name and actor is None:
-        actor_name = ctx.name or {"worker": "system:worker"}.get(ctx.via, "")
+        # Not a person: a worker, a management command or a shell acting on its own.
+        actor_name = ctx.name or {"worker": "system:worker", "system": "system"}.get(ctx.via, "")
     department_id, department_name = _department_of(actor, department)
     target_type, target_id = _target(target)
     document_list = sorted({int(d) for d in documents})

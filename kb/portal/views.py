@@ -7,7 +7,6 @@ import logging
 from collections.abc import Iterator
 
 from django.contrib import messages
-from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count, Max, Min, Prefetch
 from django.http import (
@@ -407,10 +406,13 @@ def version_retry(request: HttpRequest, document_id: int, number: int) -> HttpRe
     return redirect("portal:collection", collection_id=document.collection_id)
 
 
-@staff_member_required
+@login_required
 @require_GET
 def configured_models(request: HttpRequest) -> HttpResponse:
     """For admins: which models are configured and which produced the answers, by version."""
+    if not request.user.is_superuser:
+        denied(("page", "models"), reason="not a superadmin")
+        raise Http404("No such page.")
     generations = IndexGeneration.objects.exclude(state=IndexGeneration.State.RETIRED)
     answered_by = (
         Turn.objects.exclude(model="")

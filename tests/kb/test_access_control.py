@@ -225,6 +225,8 @@ def test_a_deactivated_users_session_stops_working(alice: User) -> None:
     alice.save()
     response = client.get(reverse("portal:collections"))
     assert response.status_code == 302 and "/login/" in response["Location"]
+    ended = AuditRecord.objects.get(action="auth.session_ended")
+    assert ended.actor == "alice" and ended.details["reason"] == "account deactivated"
     change = AuditRecord.objects.filter(action="user.changed", target_id=str(alice.pk)).first()
     assert change is not None and change.details["changes"] == {"is_active": [True, False]}
 

@@ -234,8 +234,8 @@ def test_admins_see_the_configured_models_and_which_answered(
         model_version="abc123",
     )  # fmt: skip
     client.force_login(alice)
-    assert client.get(reverse("portal:models")).status_code == 302  # not staff: to the login
-    alice.is_staff = True
+    assert client.get(reverse("portal:models")).status_code == 404  # not a superadmin
+    alice.is_superuser = True
     alice.save()
     page = client.get(reverse("portal:models")).content.decode()
     assert "llama.cpp in-process" in page and "DeepSeek-R1-Distill-Qwen-7B-Q4_K_M.gguf" in page

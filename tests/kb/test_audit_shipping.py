@@ -4,6 +4,7 @@ written by the product, framed on a real socket, parsed back (SECURITY.md case 1
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,12 +20,12 @@ HOSTILE_QUESTION = 'budget?\nCEF:0|forged|x|1|y|z|10|act=x\r\n<13>1 - - - - - ] 
 
 
 @pytest.fixture
-def receiver(settings: pytest.FixtureRequest) -> TcpReceiver:
+def receiver(settings: pytest.FixtureRequest) -> Iterator[TcpReceiver]:
     server = TcpReceiver()
     settings.AUDIT_SYSLOG_HOST = "127.0.0.1"  # type: ignore[attr-defined]
     settings.AUDIT_SYSLOG_PORT = server.port  # type: ignore[attr-defined]
     settings.AUDIT_SYSLOG_PROTOCOL = "tcp"  # type: ignore[attr-defined]
-    yield server  # type: ignore[misc]
+    yield server
     server.stop()
 
 

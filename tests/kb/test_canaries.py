@@ -149,7 +149,7 @@ def test_no_user_sees_a_foreign_canary_on_any_surface(
     company: dict[str, Dept], scopes_seen: list[object]
 ) -> None:
     auditor = User.objects.create_user("auditor", password="pw-123456789")
-    auditor.groups.add(Group.objects.get(name=AUDITORS_GROUP))
+    auditor.groups.add(Group.objects.get_or_create(name=AUDITORS_GROUP)[0])
     superadmin = User.objects.create_superuser("root", password="pw-123456789")
 
     for dept in company.values():

@@ -10,9 +10,10 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 
-from kb.accounts.models import Department, Membership
+from kb.accounts.models import AUDITORS_GROUP, Department, Membership
 from kb.library.components import close_parser
 from kb.library.ingestion import ingest_version
 from kb.library.models import Collection, DocumentVersion
@@ -49,7 +50,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         user_model = get_user_model()
         samples = Path(settings.BASE_DIR) / "sample_docs"
-        credentials = []
+        credentials: list[tuple[str, str, str, str]] = []
         for dept_name, slug, collection_name, folder, users in DEMO:
             department, _ = Department.objects.get_or_create(
                 slug=slug, defaults={"name": dept_name}
@@ -85,6 +86,13 @@ class Command(BaseCommand):
                     status = ingest_version(version.pk)
                     self.stdout.write(f"  {collection_name}: {path.name} -> {status}")
         close_parser()
+        # A company-wide auditor: reads the audit trail at /audit/, no department content.
+        auditor, created = user_model.objects.get_or_create(username="audrey")
+        if created:
+            auditor.set_password(f"audrey{DEMO_PASSWORD_SUFFIX}")
+            auditor.save()
+        auditor.groups.add(Group.objects.get_or_create(name=AUDITORS_GROUP)[0])
+        credentials.append(("audrey", f"audrey{DEMO_PASSWORD_SUFFIX}", "(company)", "auditor"))
         self.stdout.write(self.style.SUCCESS("Demo users (user / password / department / role):"))
-        for username, password, dept, role in credentials:
-            self.stdout.write(f"  {username:6} {password:18} {dept:12} {role}")
+        for username, password, dept, grants in credentials:
+            self.stdout.write(f"  {username:6} {password:18} {dept:12} {grants}")

@@ -283,16 +283,29 @@ def _after_own_change(request: HttpRequest, department: Department) -> HttpRespo
     return redirect("portal:ask")
 
 
-@login_required
-@require_POST
-def member_change(request: HttpRequest, department_id: int, membership_id: int) -> HttpResponse:
+def _local_membership(
+    request: HttpRequest, department_id: int, membership_id: int, unchanged: str
+) -> tuple[Department, int | None, Membership] | HttpResponse:
+    """The membership a change or removal is about, with the grant cap; or the page that
+    explains why it cannot be edited here (it comes from directory groups)."""
     department = _administered_or_404(request, department_id)
     cap = _grant_cap(request, department)
     membership = _membership_or_404(request, department, membership_id)
-    name = membership.user.get_username()
     if membership.source == Membership.Source.DIRECTORY:
-        messages.error(request, f"{name}'s membership {DIRECTORY_HINT}. Nothing was changed.")
+        name = membership.user.get_username()
+        messages.error(request, f"{name}'s membership {DIRECTORY_HINT}. {unchanged}")
         return _render_members(request, department, cap, status=400)
+    return department, cap, membership
+
+
+@login_required
+@require_POST
+def member_change(request: HttpRequest, department_id: int, membership_id: int) -> HttpResponse:
+    target = _local_membership(request, department_id, membership_id, "Nothing was changed.")
+    if isinstance(target, HttpResponse):
+        return target
+    department, cap, membership = target
+    name = membership.user.get_username()
     form = ChangeMemberForm(request.POST, membership=membership, max_clearance=cap)
     if not form.is_valid():
         messages.error(request, f"{name} was not changed: " + _first_error(form))
@@ -322,13 +335,11 @@ def member_change(request: HttpRequest, department_id: int, membership_id: int) 
 @login_required
 @require_POST
 def member_remove(request: HttpRequest, department_id: int, membership_id: int) -> HttpResponse:
-    department = _administered_or_404(request, department_id)
-    cap = _grant_cap(request, department)
-    membership = _membership_or_404(request, department, membership_id)
+    target = _local_membership(request, department_id, membership_id, "Nobody was removed.")
+    if isinstance(target, HttpResponse):
+        return target
+    department, cap, membership = target
     name = membership.user.get_username()
-    if membership.source == Membership.Source.DIRECTORY:
-        messages.error(request, f"{name}'s membership {DIRECTORY_HINT}. Nobody was removed.")
-        return _render_members(request, department, cap, status=400)
     with transaction.atomic():
         problem = _last_admin_problem(request, membership, staying_admin=False)
         if problem is None:

@@ -20,7 +20,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from kb.audit.chain import record_hash
+from kb.audit.chain import HASHED_FIELDS, record_hash
 from kb.audit.models import GENESIS_HASH, AuditChainHead, AuditRecord
 
 
@@ -56,24 +56,7 @@ class Report:
 
 
 def _fields(entry: AuditRecord) -> dict[str, object]:
-    return {name: getattr(entry, name) for name in _HASHED_ATTRS}
-
-
-_HASHED_ATTRS = (
-    "at",
-    "action",
-    "outcome",
-    "actor_id",
-    "actor",
-    "department_id",
-    "department",
-    "ip",
-    "request_id",
-    "target_type",
-    "target_id",
-    "document_ids",
-    "details_json",
-)
+    return {name: getattr(entry, name) for name in HASHED_FIELDS}
 
 
 def _ordered_records(batch: int = 2000) -> Iterator[AuditRecord]:

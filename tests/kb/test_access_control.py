@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import time
-from io import BytesIO
 
 import pytest
 from django.contrib.auth.models import User
@@ -15,23 +14,13 @@ from kb.accounts.access import readable_collection_ids
 from kb.accounts.models import Clearance, Department, Membership
 from kb.accounts.sessions import SIGNED_IN_AT
 from kb.audit.models import AuditRecord
-from kb.library.ingestion import ingest_version
 from kb.library.models import Collection
-from kb.library.services import upload_document
 from kb.portal.models import Conversation
+from tests.ingesting import ingest_text
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 SECRET_TEXT = "The merger codename is BLUEHERON and the signing date is the ninth of March."
-
-
-def ingest(collection: Collection, name: str, text: str) -> int:
-    data = text.encode()
-    result = upload_document(
-        collection=collection, name=name, stream=BytesIO(data), size=len(data), uploaded_by_id=None
-    )
-    assert ingest_version(result.version.pk) == "indexed"
-    return result.document.pk
 
 
 def client_for(user: User) -> Client:
@@ -57,7 +46,7 @@ def merger(fresh_index: None, departments: dict[str, Department]) -> Collection:
     collection = Collection.objects.create(
         name="Deals", department=departments["finance"], classification=Clearance.CONFIDENTIAL
     )
-    ingest(collection, "merger.txt", SECRET_TEXT)
+    ingest_text(collection, "merger.txt", SECRET_TEXT)
     return collection
 
 

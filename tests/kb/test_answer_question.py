@@ -6,7 +6,6 @@ import json
 import re
 import subprocess
 from collections.abc import Iterator
-from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -18,24 +17,14 @@ from django.urls import reverse
 
 from inference.answering import Source
 from inference.llm import Completion, Delta, LLMUnavailable, OpenAICompatibleLLM
-from kb.library.ingestion import ingest_version
 from kb.library.models import Collection
-from kb.library.services import upload_document
 from kb.portal import services
 from kb.portal.models import Conversation, Turn
 from kb.portal.templatetags.answers import with_citation_links
+from tests.ingesting import ingest_text
 from tests.llm_server import free_port, llama_cpp_server
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def ingest_text(collection: Collection, name: str, text: str) -> None:
-    data = text.encode()
-    result = upload_document(
-        collection=collection, name=name, stream=BytesIO(data), size=len(data),
-        uploaded_by_id=None,
-    )  # fmt: skip
-    assert ingest_version(result.version.pk) == "indexed"
 
 
 @pytest.fixture

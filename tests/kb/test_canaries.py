@@ -18,7 +18,6 @@ import re
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from io import BytesIO
 
 import pytest
 from django.contrib.auth.models import Group, User
@@ -30,10 +29,9 @@ from kb.accounts.access import readable_collection_ids
 from kb.accounts.models import AUDITORS_GROUP, Department, Membership
 from kb.audit.models import AuditRecord
 from kb.library import components
-from kb.library.ingestion import ingest_version
 from kb.library.models import Collection
-from kb.library.services import upload_document
 from kb.portal.models import Conversation
+from tests.ingesting import ingest_text
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -56,15 +54,6 @@ class Dept:
     collection: Collection | None = None
 
 
-def _ingest(collection: Collection, name: str, text: str) -> int:
-    data = text.encode()
-    result = upload_document(
-        collection=collection, name=name, stream=BytesIO(data), size=len(data), uploaded_by_id=None
-    )
-    assert ingest_version(result.version.pk) == "indexed"
-    return result.document.pk
-
-
 @pytest.fixture
 def company(fresh_index: None) -> dict[str, Dept]:
     depts: dict[str, Dept] = {}
@@ -78,7 +67,7 @@ def company(fresh_index: None) -> dict[str, Dept]:
         collection = Collection.objects.create(name=f"{slug} policies", department=department)
         dept = Dept(department, canary, member, curator, collection=collection)
         dept.documents.append(
-            _ingest(collection, f"travel-{canary}.md", POLICY.format(canary=canary))
+            ingest_text(collection, f"travel-{canary}.md", POLICY.format(canary=canary))
         )
         depts[slug] = dept
     return depts

@@ -64,6 +64,10 @@ INSTALLED_APPS = [
     "kb.library",
     "kb.portal",
     "kb.audit",
+    "kb.api",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
 ]
 
 MIDDLEWARE = [
@@ -322,3 +326,39 @@ LOGIN_FAILURE_WINDOW_SECONDS = envint("LOGIN_FAILURE_WINDOW_MINUTES", 15, minimu
 # The database role the application runs as, when it differs from the schema owner that runs
 # migrations (compose/): migrations then revoke its UPDATE/DELETE/TRUNCATE on the audit table.
 KB_DATABASE_APP_ROLE = envstr("KB_DATABASE_APP_ROLE", "")
+
+# --- REST API (kb/api/) -----------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["kb.api.authentication.TokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_THROTTLE_CLASSES": ["kb.api.throttling.TokenRateThrottle"],
+    "DEFAULT_PAGINATION_CLASS": "kb.api.pagination.NewestFirstCursorPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "kb.api.problems.problem_details_handler",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Private knowledge base API",
+    "DESCRIPTION": (
+        "Ask questions of, search, and load documents into the company knowledge base. "
+        "Authenticate with `Authorization: Bearer <token>`; errors are RFC 9457 problem "
+        "details."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    # The docs page loads its scripts from this server, never from a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+}
+# Throttle counters live in the cache: shared between web processes only when a shared cache
+# is configured. CACHE_URL (redis://...) does that; unset, each process counts on its own.
+CACHE_URL = envoptional("CACHE_URL")
+if CACHE_URL:
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+    }
+KB_WEBHOOK_TIMEOUT_SECONDS = envfloat("KB_WEBHOOK_TIMEOUT_SECONDS", 10.0)
+KB_WEBHOOK_MAX_ATTEMPTS = envint("KB_WEBHOOK_MAX_ATTEMPTS", 8, minimum=1)

@@ -1,8 +1,11 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.http import HttpRequest, HttpResponse
 from django.urls import include, path
+from django.views.defaults import page_not_found, server_error
 
 from kb.accounts.views import ThrottledLoginView
+from kb.api.problems import api_not_found, api_server_error
 
 urlpatterns = [
     path("login/", ThrottledLoginView.as_view(), name="login"),
@@ -11,5 +14,19 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("audit/", include("kb.audit.urls")),
     path("departments/", include("kb.accounts.urls")),
+    path("api/", include("kb.api.urls")),
     path("", include("kb.portal.urls")),
 ]
+
+
+def handler404(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """API clients get problem details; browsers get the portal's page."""
+    if request.path.startswith("/api/"):
+        return api_not_found(request, exception)
+    return page_not_found(request, exception)
+
+
+def handler500(request: HttpRequest) -> HttpResponse:
+    if request.path.startswith("/api/"):
+        return api_server_error(request)
+    return server_error(request)

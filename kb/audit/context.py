@@ -4,6 +4,7 @@ so that services deep in the call stack can write audit records without a reques
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import re
 import uuid
 from collections.abc import Callable, Iterator
@@ -45,6 +46,12 @@ def acting(context: ActorContext) -> Iterator[ActorContext]:
         yield context
     finally:
         _current.reset(token)
+
+
+def bind_user(user: Any, via: str) -> None:
+    """The request's actor became known inside the view (an API token authenticated it):
+    records from here on name them. The enclosing `acting` restores the previous context."""
+    _current.set(dataclasses.replace(_current.get(), user=user, via=via))
 
 
 def new_request_id() -> str:

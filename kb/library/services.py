@@ -20,6 +20,7 @@ from django.conf import settings
 from django.core.files import File
 from django.db import transaction
 from django.db.models import Count, Q
+from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 
 from ingest.errors import IngestError, TooLarge
@@ -115,8 +116,8 @@ def _check_file(name: str, stream: IO[bytes], size: int) -> None:
         kind = kind_for(name)
         if size > settings.KB_MAX_UPLOAD_BYTES:
             raise TooLarge(
-                f"{name!r} is {size / 1024**2:.1f} MB; the limit is "
-                f"{settings.KB_MAX_UPLOAD_BYTES // 1024**2} MB"
+                f"{name!r} is too large: {filesizeformat(size)}; the limit is "
+                f"{filesizeformat(settings.KB_MAX_UPLOAD_BYTES)}"
             )
         if size == 0:
             raise UploadRejected(f"{name!r} is empty", 400, "empty")

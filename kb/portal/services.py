@@ -45,7 +45,7 @@ from kb.accounts.access import AnyUser, access_scope_for
 from kb.audit.trail import record
 from kb.library.components import get_embedder, get_index
 from kb.library.indexing import active_generation, hidden_version_ids
-from kb.library.models import Chunk
+from kb.library.models import Chunk, Document
 from kb.portal.models import Conversation, Turn
 
 logger = logging.getLogger(__name__)
@@ -219,10 +219,16 @@ def _source_json(source: Source, hit: IndexHit | None) -> dict[str, Any]:
 
 
 def stream_answer(
-    user: AnyUser, question: str, conversation_id: int | None = None
+    user: AnyUser,
+    question: str,
+    conversation_id: int | None = None,
+    scope: AccessScope | None = None,
 ) -> Iterator[tuple[str, Any]]:
     """Events: ("sources", [Source]), ("answer", text piece), ("reasoning", text piece),
-    then ("done", Answer). The turn is recorded before "done" is yielded."""
+    then ("done", Answer). The turn is recorded before "done" is yielded.
+
+    `scope` narrows what is searched below the user's own (an API token limited to some
+    collections); by default it is the user's."""
     started = time.monotonic()
     question = question.strip()
     conversation = _conversation_for(user, conversation_id, question)
@@ -230,7 +236,7 @@ def stream_answer(
     earlier = list(reversed(latest))
     model = get_chat_model()
     query = search_query_for(question, earlier, model)
-    hits = search_passages(query, access_scope_for(user))
+    hits = search_passages(query, scope if scope is not None else access_scope_for(user))
     sources = load_sources(hits)
     yield "sources", sources
     answer = Answer(question, "", "not_found", sources, search_query=query)
@@ -336,8 +342,31 @@ def _record(conversation: Conversation, answer: Answer, hits: list[IndexHit]) ->
     )
 
 
-def answer_question(user: AnyUser, question: str, conversation_id: int | None = None) -> Answer:
-    for event, payload in stream_answer(user, question, conversation_id):
+def answer_question(
+    user: AnyUser,
+    question: str,
+    conversation_id: int | None = None,
+    scope: AccessScope | None = None,
+) -> Answer:
+    for event, payload in stream_answer(user, question, conversation_id, scope):
         if event == "done":
             return payload  # type: ignore[no-any-return]
     raise RuntimeError("stream_answer ended without an answer")
+
+
+def turn_for_history(turn: Turn, readable: set[int], reviewing: bool) -> dict[str, object]:
+    """A turn as history shows it. The asker sees an old answer only while they can still
+    read every document it drew on: access removed since then hides it (and its sources)
+    from the very next request. An auditor reviewing the conversation sees it as it was."""
+    documents = {int(s["document_id"]) for s in turn.sources if s.get("document_id")}
+    withheld = not reviewing and not documents <= readable
+    sources = [s for s in turn.sources if reviewing or int(s.get("document_id") or 0) in readable]
+    titles = dict(Document.objects.filter(pk__in=documents).values_list("pk", "title"))
+    return {
+        "turn": turn,
+        "withheld": withheld,
+        "sources": [
+            {**s, "title": titles.get(int(s.get("document_id") or 0), "(deleted document)")}
+            for s in sources
+        ],
+    }

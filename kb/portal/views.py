@@ -51,6 +51,7 @@ from kb.portal.services import (
     load_sources,
     search_passages,
     stream_answer,
+    turn_for_history,
 )
 from kb.portal.templatetags.answers import source_url, with_citation_links
 
@@ -458,24 +459,6 @@ def conversation_list(request: HttpRequest) -> HttpResponse:
     return render(request, "portal/conversations.html", {"conversations": conversations})
 
 
-def _turn_view(turn: Turn, readable: set[int], reviewing: bool) -> dict[str, object]:
-    """A turn as history shows it. The asker sees an old answer only while they can still
-    read every document it drew on: access removed since then hides it (and its sources)
-    from the very next request. An auditor reviewing the conversation sees it as it was."""
-    documents = {int(s["document_id"]) for s in turn.sources if s.get("document_id")}
-    withheld = not reviewing and not documents <= readable
-    sources = [s for s in turn.sources if reviewing or int(s.get("document_id") or 0) in readable]
-    titles = dict(Document.objects.filter(pk__in=documents).values_list("pk", "title"))
-    return {
-        "turn": turn,
-        "withheld": withheld,
-        "sources": [
-            {**s, "title": titles.get(int(s.get("document_id") or 0), "(deleted document)")}
-            for s in sources
-        ],
-    }
-
-
 @login_required
 @require_GET
 def conversation_detail(request: HttpRequest, conversation_id: int) -> HttpResponse:
@@ -492,7 +475,7 @@ def conversation_detail(request: HttpRequest, conversation_id: int) -> HttpRespo
             details={"owner": conversation.user.get_username(), "owner_id": conversation.user_id},
         )
     readable = set(readable_documents(request.user).values_list("pk", flat=True))
-    turns = [_turn_view(t, readable, reviewing) for t in conversation.turns.all()]
+    turns = [turn_for_history(t, readable, reviewing) for t in conversation.turns.all()]
     return render(
         request,
         "portal/conversation.html",

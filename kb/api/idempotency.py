@@ -1,0 +1,90 @@
+"""`Idempotency-Key`: a retried upload or ask returns the first response and does nothing twice.
+
+The first request with a key claims it (a unique row per token and key) before it runs, so a
+retry that arrives while the first is still running gets 409 instead of running again. A
+finished response (any status below 500) is stored and replayed with `Idempotent-Replayed:
+true`; a 5xx releases the key so the retry runs for real. The same key with a different
+request (method, path, body) is refused with 422: it is a client bug, not a retry.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.http.response import HttpResponseBase
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from kb.api.models import IdempotentRequest
+from kb.api.problems import ProblemResponse
+from kb.api.scope import token_auth
+
+HEADER = "HTTP_IDEMPOTENCY_KEY"
+
+
+def _fingerprint(request: Request) -> str:
+    digest = hashlib.sha256(f"{request.method} {request.path}\n".encode())
+    data: Any = request.data
+    if request.content_type.startswith("multipart/"):
+        for name in sorted(data.keys()):
+            for value in data.getlist(name):
+                digest.update(name.encode() + b"=")
+                if hasattr(value, "chunks"):
+                    for chunk in value.chunks():
+                        digest.update(chunk)
+                    value.seek(0)
+                else:
+                    digest.update(str(value).encode())
+    else:
+        digest.update(request.body)
+    return digest.hexdigest()
+
+
+def idempotent(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
+    @functools.wraps(view)
+    def wrapper(self: Any, request: Request, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        key = str(request.META.get(HEADER, "")).strip()
+        if not key:
+            return view(self, request, *args, **kwargs)
+        if len(key) > 200:
+            return ProblemResponse(400, "Idempotency-Key must be at most 200 characters.")
+        token = token_auth(request).token
+        fingerprint = _fingerprint(request)
+        try:
+            with transaction.atomic():
+                claim = IdempotentRequest.objects.create(
+                    token=token, key=key, fingerprint=fingerprint
+                )
+        except IntegrityError:
+            earlier = IdempotentRequest.objects.get(token=token, key=key)
+            if earlier.fingerprint != fingerprint:
+                return ProblemResponse(
+                    422,
+                    "This Idempotency-Key was used for a different request.",
+                    kind="idempotency-key-reused",
+                )
+            if earlier.status is None:
+                return ProblemResponse(
+                    409, "A request with this Idempotency-Key is still running; retry later."
+                )
+            replay = Response(earlier.body, status=earlier.status)
+            replay["Idempotent-Replayed"] = "true"
+            return replay
+        response = view(self, request, *args, **kwargs)
+        if response.status_code >= 500 or not isinstance(response, Response):
+            # Not storable (a stream) or not final (a server error): let a retry run again.
+            if response.status_code >= 500:
+                claim.delete()
+            else:
+                IdempotentRequest.objects.filter(pk=claim.pk).update(status=response.status_code)
+            return response
+        IdempotentRequest.objects.filter(pk=claim.pk).update(
+            status=response.status_code, body=response.data
+        )
+        return response
+
+    return wrapper

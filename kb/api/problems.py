@@ -1,0 +1,88 @@
+"""Every API error as an RFC 9457 problem details document (application/problem+json)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import Http404, HttpRequest, JsonResponse
+from rest_framework import exceptions
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+PROBLEM_TYPE_BASE = "https://kb.invalid/problems/"
+CONTENT_TYPE = "application/problem+json"
+
+TITLES = {
+    400: "Bad request",
+    401: "Not authenticated",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    406: "Not acceptable",
+    409: "Conflict",
+    413: "Payload too large",
+    415: "Unsupported media type",
+    422: "Unprocessable content",
+    429: "Too many requests",
+    500: "Internal server error",
+    503: "Service unavailable",
+}
+
+
+def problem(status: int, detail: str, *, kind: str = "", **extra: Any) -> dict[str, Any]:
+    title = TITLES.get(status, "Error")
+    slug = kind or title.lower().replace(" ", "-")
+    return {
+        "type": PROBLEM_TYPE_BASE + slug,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        **extra,
+    }
+
+
+class ProblemResponse(Response):
+    def __init__(self, status: int, detail: str, *, kind: str = "", **extra: Any) -> None:
+        super().__init__(problem(status, detail, kind=kind, **extra), status=status)
+        self.content_type = CONTENT_TYPE
+
+
+def _detail_text(data: Any) -> str:
+    if isinstance(data, dict) and "detail" in data:
+        return str(data["detail"])
+    if isinstance(data, list) and data:
+        return str(data[0])
+    return "The request is not valid; see `errors`."
+
+
+def problem_details_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    response = exception_handler(exc, context)  # sets WWW-Authenticate, Retry-After
+    if response is None:
+        return None  # an unexpected error: Django's 500 handler (problem JSON under /api/)
+    extra: dict[str, Any] = {}
+    if isinstance(exc, exceptions.ValidationError):
+        extra["errors"] = response.data
+        detail = "The request is not valid; see `errors` for each field."
+    else:
+        detail = _detail_text(response.data)
+    wait = getattr(exc, "wait", None) if isinstance(exc, exceptions.Throttled) else None
+    if wait is not None:
+        extra["retry_after"] = int(wait) + 1
+    request = context.get("request")
+    if request is not None:
+        extra["instance"] = request.path
+    response.data = problem(response.status_code, detail, **extra)
+    response.content_type = CONTENT_TYPE
+    return response
+
+
+def api_not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    body = problem(404, str(exception) if isinstance(exception, Http404) else "No such resource.")
+    body["instance"] = request.path
+    return JsonResponse(body, status=404, content_type=CONTENT_TYPE)
+
+
+def api_server_error(request: HttpRequest) -> JsonResponse:
+    body = problem(500, "Something went wrong on the server; the request id names it in the logs.")
+    body["instance"] = request.path
+    return JsonResponse(body, status=500, content_type=CONTENT_TYPE)

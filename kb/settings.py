@@ -362,3 +362,5 @@ if CACHE_URL:
     }
 KB_WEBHOOK_TIMEOUT_SECONDS = envfloat("KB_WEBHOOK_TIMEOUT_SECONDS", 10.0)
 KB_WEBHOOK_MAX_ATTEMPTS = envint("KB_WEBHOOK_MAX_ATTEMPTS", 8, minimum=1)
+# Due webhook deliveries (first tries are queued at once; this sweep sends the retries).
+CELERY_BEAT_SCHEDULE["deliver-webhooks"] = {"task": "api.deliver_webhooks", "schedule": 10.0}

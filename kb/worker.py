@@ -68,13 +68,15 @@ class EmbeddedWorker:
         return self
 
     def _recover_periodically(self) -> None:
+        from kb.api.tasks import deliver_webhooks_task
         from kb.audit.tasks import checkpoint, ship
         from kb.library.ingestion import recover_ingestion
 
         # The same periodic work beat schedules in production: the ingestion sweep, the
-        # signed audit checkpoint and SIEM forwarding (each a no-op when nothing is due).
+        # signed audit checkpoint, SIEM forwarding and webhook retries (each a no-op when
+        # nothing is due).
         while not self._stopping.wait(RECOVERY_INTERVAL_SECONDS):
-            for work in (recover_ingestion, checkpoint, ship):
+            for work in (recover_ingestion, checkpoint, ship, deliver_webhooks_task):
                 try:
                     work()
                 except Exception:

@@ -52,6 +52,7 @@ ACTIONS = {
     "token.created": "Created an API token",
     "token.used": "Used an API token",
     "token.revoked": "Revoked an API token",
+    "webhook.delivered": "Sent a document event to a webhook",
     "conversation.read_other": "Read someone else's conversation",
     "access.denied": "Access denied",
     "audit.viewed": "Viewed the audit trail",

@@ -23,6 +23,7 @@ import pytest
 from django.contrib.auth.models import Group, User
 from django.test import Client
 from django.urls import reverse
+from rest_framework.test import APIClient
 
 from ingest.index import AccessScope
 from kb.accounts.access import readable_collection_ids
@@ -31,6 +32,7 @@ from kb.audit.models import AuditRecord
 from kb.library import components
 from kb.library.models import Collection
 from kb.portal.models import Conversation
+from tests.api.conftest import api, service_account, token_for
 from tests.ingesting import ingest_text
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -134,6 +136,28 @@ def _surfaces(client: Client, company: dict[str, Dept]) -> Iterator[tuple[str, b
     yield "admin", client.get("/admin/library/document/", follow=True).content
 
 
+def _api_surfaces(client: APIClient, company: dict[str, Dept]) -> Iterator[tuple[str, bytes]]:
+    """The same, through the REST API (an integration acting on the user's behalf)."""
+    yield "api ask", client.post("/api/v1/ask", {"question": QUESTION}, format="json").content
+    streamed = client.post("/api/v1/ask", {"question": QUESTION, "stream": True}, format="json")
+    yield "api ask_stream", _body(streamed)
+    yield "api search", client.post("/api/v1/search", {"query": QUESTION}, format="json").content
+    yield "api collections", client.get("/api/v1/collections").content
+    for dept in company.values():
+        assert dept.collection is not None
+        yield "api collection", client.get(f"/api/v1/collections/{dept.collection.pk}").content
+        documents = client.get(f"/api/v1/collections/{dept.collection.pk}/documents")
+        yield "api collection documents", documents.content
+        for document_id in dept.documents:
+            yield "api document", client.get(f"/api/v1/documents/{document_id}").content
+            download = client.get(f"/api/v1/documents/{document_id}/download")
+            yield "api download", _body(download)
+    yield "api history", client.get("/api/v1/conversations").content
+    for conversation in Conversation.objects.all():
+        yield "api conversation", client.get(f"/api/v1/conversations/{conversation.pk}").content
+    yield "api audit", client.get("/api/v1/audit/records").content
+
+
 def test_no_user_sees_a_foreign_canary_on_any_surface(
     company: dict[str, Dept], scopes_seen: list[object]
 ) -> None:
@@ -141,17 +165,39 @@ def test_no_user_sees_a_foreign_canary_on_any_surface(
     auditor.groups.add(Group.objects.get_or_create(name=AUDITORS_GROUP)[0])
     superadmin = User.objects.create_superuser("root", password="pw-123456789")
 
+    # One integration for the whole company that acts on each employee's behalf.
+    integration = service_account("intranet-bridge", None)
+    bridge_token = token_for(
+        integration,
+        ["search", "ask", "ingest", "admin", "on_behalf"],
+        rate_limit_per_minute=100_000,  # one token for every user's calls in this test
+    )
+
     for dept in company.values():
         for user in (dept.member, dept.curator):
             client = client_for(user)
             seen_here: dict[str, set[str]] = {}
-            for surface, body in _surfaces(client, company):
+            on_behalf = api(bridge_token, on_behalf=user.get_username())
+            surfaces = [*_surfaces(client, company), *_api_surfaces(on_behalf, company)]
+            for surface, body in surfaces:
                 found = canaries(body)
                 foreign = found - {dept.canary}
                 assert not foreign, f"{user} saw {foreign} on {surface}"
                 seen_here.setdefault(surface, set()).update(found)
             # Full results from their own department, on every content surface.
-            for surface in ("ask", "ask_stream", "search", "document", "download", "conversation"):
+            for surface in (
+                "ask",
+                "ask_stream",
+                "search",
+                "document",
+                "download",
+                "conversation",
+                "api ask",
+                "api ask_stream",
+                "api search",
+                "api download",
+                "api conversation",
+            ):
                 assert dept.canary in seen_here[surface], f"{user}: own canary missing on {surface}"
             assert any(s.startswith("citation") and dept.canary in f for s, f in seen_here.items())
 
@@ -159,8 +205,12 @@ def test_no_user_sees_a_foreign_canary_on_any_surface(
     # any content surface. What they may do is review someone's conversation (and read the
     # audit pages), and every such review is itself on the trail.
     for user in (auditor, superadmin):
-        for surface, body in _surfaces(client_for(user), company):
-            if surface not in ("conversation", "audit"):
+        on_behalf = api(bridge_token, on_behalf=user.get_username())
+        for surface, body in [
+            *_surfaces(client_for(user), company),
+            *_api_surfaces(on_behalf, company),
+        ]:
+            if surface not in ("conversation", "audit", "api audit"):
                 assert not canaries(body), f"{user} saw {canaries(body)} on {surface}"
         reviews = Conversation.objects.exclude(user=user).count()
         logged = AuditRecord.objects.filter(action="conversation.read_other", actor_id=user.pk)

@@ -1,5 +1,8 @@
 """`Idempotency-Key`: a retried upload or ask returns the first response and does nothing twice.
 
+A streamed ask stores its final `done` event when the stream ends; its retry gets that event
+again (after a `sources` event), not a second answer.
+
 The first request with a key claims it (a unique row per token and key) before it runs, so a
 retry that arrives while the first is still running gets 409 instead of running again. A
 finished response (any status below 500) is stored and replayed with `Idempotent-Replayed:
@@ -11,10 +14,12 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 from collections.abc import Callable
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.http import StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -24,6 +29,8 @@ from kb.api.problems import ProblemResponse
 from kb.api.scope import token_auth
 
 HEADER = "HTTP_IDEMPOTENCY_KEY"
+# How a finished stream's result is stored: replayed as one `done` event.
+STREAM_RESULT = "stream_done"
 
 
 def _fingerprint(request: Request) -> str:
@@ -71,16 +78,20 @@ def idempotent(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpRespo
                 return ProblemResponse(
                     409, "A request with this Idempotency-Key is still running; retry later."
                 )
-            replay = Response(earlier.body, status=earlier.status)
+            if isinstance(earlier.body, dict) and STREAM_RESULT in earlier.body:
+                replay: HttpResponseBase = replay_stream(earlier.body[STREAM_RESULT])
+            else:
+                replay = Response(earlier.body, status=earlier.status)
             replay["Idempotent-Replayed"] = "true"
             return replay
+        request.idempotency_claim = claim.pk  # type: ignore[attr-defined]
         response = view(self, request, *args, **kwargs)
-        if response.status_code >= 500 or not isinstance(response, Response):
-            # Not storable (a stream) or not final (a server error): let a retry run again.
-            if response.status_code >= 500:
-                claim.delete()
-            else:
-                IdempotentRequest.objects.filter(pk=claim.pk).update(status=response.status_code)
+        if response.status_code >= 500:
+            claim.delete()  # not final: let a retry run for real
+            return response
+        if not isinstance(response, Response):
+            # A stream records its result itself when it ends (see `remember_stream`); until
+            # then a retry is told the first request is still running.
             return response
         IdempotentRequest.objects.filter(pk=claim.pk).update(
             status=response.status_code, body=response.data
@@ -88,3 +99,23 @@ def idempotent(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpRespo
         return response
 
     return wrapper
+
+
+def sse(event: str, data: Any) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+
+
+def remember_stream(request: Request, done: dict[str, Any]) -> None:
+    """Called by a streaming view when its `done` event went out: a retry now replays it."""
+    claim = getattr(request, "idempotency_claim", None)
+    if claim is not None:
+        IdempotentRequest.objects.filter(pk=claim).update(status=200, body={STREAM_RESULT: done})
+
+
+def replay_stream(done: dict[str, Any]) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(
+        iter([sse("sources", done.get("sources", [])), sse("done", done)]),
+        content_type="text/event-stream; charset=utf-8",
+    )
+    response["Cache-Control"] = "no-cache"
+    return response

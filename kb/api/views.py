@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -27,7 +26,7 @@ from rest_framework.views import APIView
 from inference.answering import Source
 from kb.accounts.access import can_upload_to, curated_departments, is_auditor
 from kb.api import serializers as s
-from kb.api.idempotency import idempotent
+from kb.api.idempotency import idempotent, remember_stream, sse
 from kb.api.models import ApiToken, TokenUsage
 from kb.api.problems import ProblemResponse
 from kb.api.scope import access_scope, collection_ids, token_auth
@@ -201,10 +200,10 @@ class AskView(ApiView):
                     elif event == "done":
                         data = _answer_json(payload)
                         count_use(request, "ask", payload)
+                        remember_stream(request, data)
                     else:
                         data = {"text": payload}
-                    text = json.dumps(data, ensure_ascii=False)
-                    yield f"event: {event}\ndata: {text}\n\n".encode()
+                    yield sse(event, data)
 
         response = StreamingHttpResponse(events(), content_type="text/event-stream; charset=utf-8")
         response["Cache-Control"] = "no-cache"

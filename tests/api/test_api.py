@@ -380,3 +380,21 @@ def test_documents_without_download_permission(
     )
     assert response.status_code == 403
     problem(response)
+
+
+def test_a_retried_streamed_ask_replays_the_first_answer(
+    corpus: dict[str, int], finance_erp: str
+) -> None:
+    client = api(finance_erp)
+    ask = {"question": "Who approves invoices above 50,000 EUR?", "stream": True}
+
+    def done_event(response: Any) -> dict[str, Any]:
+        body = b"".join(response.streaming_content).decode()
+        assert body.splitlines()[0] == "event: sources"
+        return json.loads(body.rsplit("data: ", 1)[1])  # type: ignore[no-any-return]
+
+    first = done_event(client.post("/api/v1/ask", ask, format="json", HTTP_IDEMPOTENCY_KEY="s-1"))
+    retry = client.post("/api/v1/ask", ask, format="json", HTTP_IDEMPOTENCY_KEY="s-1")
+    assert retry["Idempotent-Replayed"] == "true"
+    assert done_event(retry) == first
+    assert AuditRecord.objects.filter(action="question.asked").count() == 1

@@ -114,3 +114,27 @@ def test_oversize_uploads_get_413(
     assert response.status_code == 413
     assert b"the limit is" in response.content
     assert not Document.objects.exists()
+
+
+def test_pages_carry_a_strict_content_security_policy(
+    alice: User, finance_collection: Collection
+) -> None:
+    """No inline script anywhere, and a policy that would refuse one (and any CDN)."""
+    import re
+
+    client = logged_in(alice)
+    for url in (
+        reverse("portal:ask"),
+        reverse("portal:collections"),
+        reverse("portal:collection", args=[finance_collection.pk]),
+        reverse("portal:search") + "?q=x",
+        reverse("portal:conversations"),
+        reverse("login"),
+        "/api/docs/",
+    ):
+        response = client.get(url)
+        assert response.status_code == 200, url
+        policy = response["Content-Security-Policy"]
+        assert "script-src 'self'" in policy and "unsafe-inline" not in policy, url
+        scripts = re.findall(rb"<script\b([^>]*)>", response.content)
+        assert all(b"src=" in attributes for attributes in scripts), url

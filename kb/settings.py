@@ -76,6 +76,7 @@ MIDDLEWARE = [
     # Serves the collected static files from the app server; intranets have no CDN.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -134,7 +135,11 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "portal:ask"
 LOGOUT_REDIRECT_URL = "login"
 
+# The portal speaks English and Simplified Chinese: the browser's Accept-Language picks one,
+# the switch in the header (a cookie) overrides it. LANGUAGE_CODE is the fallback.
 LANGUAGE_CODE = envstr("LANGUAGE_CODE", "en")
+LANGUAGES = [("en", "English"), ("zh-hans", "简体中文")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = envstr("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True

@@ -15,6 +15,7 @@ urlpatterns = [
     path("audit/", include("kb.audit.urls")),
     path("departments/", include("kb.accounts.urls")),
     path("api/", include("kb.api.urls")),
+    path("i18n/", include("django.conf.urls.i18n")),  # set_language: the header's switch
     path("", include("kb.portal.urls")),
 ]
 

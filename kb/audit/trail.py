@@ -54,6 +54,7 @@ ACTIONS = {
     "token.revoked": "Revoked an API token",
     "webhook.delivered": "Sent a document event to a webhook",
     "conversation.read_other": "Read someone else's conversation",
+    "conversation.exported": "Exported a conversation",
     "access.denied": "Access denied",
     "audit.viewed": "Viewed the audit trail",
     "audit.exported": "Exported audit records",

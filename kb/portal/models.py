@@ -56,3 +56,20 @@ class Turn(models.Model):
 
     def __str__(self) -> str:
         return self.question[:80]
+
+
+class Feedback(models.Model):
+    """The asker's verdict on one answer: thumbs up or down, and an optional comment."""
+
+    class Rating(models.IntegerChoices):
+        UP = 1, "Helpful"
+        DOWN = -1, "Not helpful"
+
+    turn = models.OneToOneField(Turn, on_delete=models.CASCADE, related_name="feedback")
+    rating = models.SmallIntegerField(choices=Rating.choices)
+    comment = models.TextField(blank=True, max_length=2000)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.turn_id}: {self.rating:+d}"

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from kb.portal import views
+from kb.portal import dashboard, history, views
 
 app_name = "portal"
 
@@ -8,9 +8,21 @@ urlpatterns = [
     path("", views.ask, name="ask"),
     path("ask/stream/", views.ask_stream, name="ask_stream"),
     path("search/", views.search, name="search"),
-    path("conversations/", views.conversation_list, name="conversations"),
+    path("conversations/", history.conversation_list, name="conversations"),
     path("conversations/<int:conversation_id>/", views.conversation_detail, name="conversation"),
+    path(
+        "conversations/<int:conversation_id>/delete/",
+        history.conversation_delete,
+        name="conversation_delete",
+    ),
+    path(
+        "conversations/<int:conversation_id>/export/",
+        history.conversation_export,
+        name="conversation_export",
+    ),
+    path("answers/<int:turn_id>/feedback/", history.turn_feedback, name="feedback"),
     path("models/", views.configured_models, name="models"),
+    path("dashboard/", dashboard.dashboard, name="dashboard"),
     path("collections/", views.collection_list, name="collections"),
     path("collections/<int:collection_id>/", views.collection_detail, name="collection"),
     path("collections/<int:collection_id>/status/", views.document_status, name="status"),

@@ -5,6 +5,7 @@ from django.urls import include, path
 from django.views.defaults import page_not_found, server_error
 
 from kb.accounts.views import ThrottledLoginView
+from kb.api import pages as api_pages
 from kb.api.problems import api_not_found, api_server_error
 
 urlpatterns = [
@@ -15,6 +16,8 @@ urlpatterns = [
     path("audit/", include("kb.audit.urls")),
     path("departments/", include("kb.accounts.urls")),
     path("api/", include("kb.api.urls")),
+    path("integrations/", api_pages.integrations, name="integrations"),
+    path("integrations/<int:token_id>/revoke/", api_pages.revoke, name="integrations_revoke"),
     path("i18n/", include("django.conf.urls.i18n")),  # set_language: the header's switch
     path("", include("kb.portal.urls")),
 ]

@@ -398,3 +398,45 @@ def test_a_retried_streamed_ask_replays_the_first_answer(
     assert retry["Idempotent-Replayed"] == "true"
     assert done_event(retry) == first
     assert AuditRecord.objects.filter(action="question.asked").count() == 1
+
+
+def test_superadmins_create_and_revoke_tokens_in_the_portal(
+    departments: dict[str, Department], alice: User
+) -> None:
+    from django.test import Client
+
+    assert Client().get("/integrations/").status_code == 302  # sign in first
+    member = Client()
+    member.force_login(alice)
+    assert member.get("/integrations/").status_code == 404
+    root = User.objects.create_superuser("root", password="root-password-1")
+    admin = Client()
+    admin.force_login(root)
+    page = admin.post(
+        "/integrations/",
+        {
+            "account": "sap-erp",
+            "name": "SAP",
+            "actions": ["search", "ask"],
+            "departments": [departments["finance"].pk],
+            "expires_days": 30,
+            "rate": 60,
+        },
+    )
+    assert page.status_code == 200
+    secret = page.context["new_secret"]
+    assert secret.startswith("kbt_") and api(secret).get("/api/v1/usage").status_code == 200
+    token = ApiToken.objects.get(prefix=secret.split(".")[0])
+    assert token.created_by == root and list(token.departments.all()) == [departments["finance"]]
+    assert secret not in admin.get("/integrations/").content.decode()  # shown once
+    admin.post(f"/integrations/{token.pk}/revoke/")
+    assert api(secret).get("/api/v1/usage").status_code == 401
+    assert {"token.created", "token.revoked"} <= set(
+        AuditRecord.objects.filter(actor="root").values_list("action", flat=True)
+    )
+    # An employee's account cannot be turned into a service account.
+    refused = admin.post(
+        "/integrations/",
+        {"account": "alice", "name": "x", "actions": ["search"], "expires_days": 1, "rate": 1},
+    )
+    assert "employee" in refused.content.decode()

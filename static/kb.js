@@ -29,7 +29,8 @@
         }
       }
       const counter = document.querySelector('#backlog [data-count="in_progress"]');
-      if (counter) counter.textContent = `${data.backlog.in_progress} in progress`;
+      // The sentence comes translated from the page (data-template, with {n}).
+      if (counter) counter.textContent = (counter.dataset.template || "{n} in progress").replace("{n}", () => data.backlog.in_progress);
       if (finished) { window.location.reload(); return; }
     } catch (e) { /* transient; try again */ }
     setTimeout(poll, 1500);
@@ -49,6 +50,8 @@
   const newConversation = document.getElementById("new-conversation");
   const question = form.querySelector("textarea");
   const submit = form.querySelector('button[type="submit"]');
+  // The texts this script writes come translated from the page (data-* on the form).
+  const phrase = (name, fallback) => form.dataset[name] || fallback;
 
   newConversation.addEventListener("click", () => {
     conversation.value = "";
@@ -64,7 +67,7 @@
     link.href = s.url;
     const title = document.createElement("strong");
     title.textContent = `[${s.number}] ${s.title}`;
-    link.append(title, s.page ? `, page ${s.page}` : "");
+    link.append(title, s.page ? phrase("page", ", page {page}").replace("{page}", () => s.page) : "");
     li.append(link);
     if (s.section) {
       const section = document.createElement("span");
@@ -86,7 +89,7 @@
       const list = card.querySelector(".sources");
       data.forEach((s) => list.append(sourceItem(s)));
       card.querySelector(".sources-heading").hidden = data.length === 0;
-      working.textContent = data.length ? "Writing the answer…" : "";
+      working.textContent = data.length ? phrase("writing", "Writing the answer…") : "";
     } else if (event === "answer") {
       working.hidden = true;
       text.append(document.createTextNode(data.text));
@@ -107,8 +110,8 @@
         notice.textContent = data.notice;
         notice.hidden = false;
       }
-      const model = data.model ? `Model ${data.model}${data.model_version ? ` (${data.model_version})` : ""} · ` : "";
-      card.querySelector(".meta").textContent = `${model}${data.seconds.toFixed(1)} s`;
+      const model = data.model ? `${phrase("model", "Model {model}").replace("{model}", () => data.model)}${data.model_version ? ` (${data.model_version})` : ""} · ` : "";
+      card.querySelector(".meta").textContent = `${model}${phrase("seconds", "{seconds} s").replace("{seconds}", () => data.seconds.toFixed(1))}`;
       conversation.value = data.conversation;
       newConversation.hidden = false;
     } else if (event === "error") {
@@ -150,7 +153,7 @@
         }
       }
     } catch (error) {
-      handle(card, "error", { message: "The answer could not be loaded. Check your connection and try again." });
+      handle(card, "error", { message: phrase("loadError", "The answer could not be loaded. Check your connection and try again.") });
     } finally {
       submit.disabled = false;
       card.scrollIntoView({ block: "nearest" });

@@ -14,6 +14,8 @@ from django import forms
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from kb.accounts.models import Clearance, Department, Membership
 from kb.library.models import Collection
@@ -36,25 +38,27 @@ def _offered(cap: int | None, keep: int | None = None) -> list[tuple[int, str]]:
 def _over_cap(level: int, cap: int | None, department: Department) -> str | None:
     if cap is None or level <= cap:
         return None
-    return (
-        f"You can grant at most {clearance_label(cap)}: that is your own clearance in "
-        f"{department.name}, and nobody can give more than they hold."
-    )
+    return gettext(
+        "You can grant at most %(cap)s: that is your own clearance in %(department)s, and "
+        "nobody can give more than they hold."
+    ) % {"cap": clearance_label(cap), "department": department.name}
 
 
 class AddMemberForm(forms.Form):
     username = forms.CharField(
         max_length=150,
-        label="User name",
-        help_text="The account's sign-in name. People who sign in through the company "
-        "directory have an account from their first sign-in on.",
+        label=_("User name"),
+        help_text=_(
+            "The account's sign-in name. People who sign in through the company "
+            "directory have an account from their first sign-in on."
+        ),
         widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
     )
     role = forms.ChoiceField(
-        choices=Membership.Role.choices, initial=Membership.Role.MEMBER, label="Role"
+        choices=Membership.Role.choices, initial=Membership.Role.MEMBER, label=_("Role")
     )
     clearance = forms.TypedChoiceField(
-        choices=Clearance.choices, coerce=int, initial=Clearance.INTERNAL, label="Clearance"
+        choices=Clearance.choices, coerce=int, initial=Clearance.INTERNAL, label=_("Clearance")
     )
 
     def __init__(
@@ -79,18 +83,25 @@ class AddMemberForm(forms.Form):
         ).first()
         if user is None:
             raise forms.ValidationError(
-                f"There is no active account named “{name}”. Check the spelling; someone "
-                "who signs in through the directory must have signed in once."
+                gettext(
+                    "There is no active account named “%(name)s”. Check the spelling; someone "
+                    "who signs in through the directory must have signed in once."
+                )
+                % {"name": name}
             )
         existing = Membership.objects.filter(user_id=user.pk, department=self.department).first()
         if existing is not None and existing.source == Membership.Source.DIRECTORY:
             raise forms.ValidationError(
-                f"{name} is already in {self.department.name} through their directory groups."
+                gettext("%(name)s is already in %(department)s through their directory groups.")
+                % {"name": name, "department": self.department.name}
             )
         if existing is not None:
             raise forms.ValidationError(
-                f"{name} is already a member of {self.department.name}: change their role or "
-                "clearance in the table above."
+                gettext(
+                    "%(name)s is already a member of %(department)s: change their role or "
+                    "clearance in the table above."
+                )
+                % {"name": name, "department": self.department.name}
             )
         self.user = user
         return name
@@ -108,8 +119,8 @@ class ChangeMemberForm(forms.Form):
     is its own form; `auto_id` keeps the element ids apart and the `form` attribute ties the
     select boxes in the row's cells to the form element in its last cell."""
 
-    role = forms.ChoiceField(choices=Membership.Role.choices, label="Role")
-    clearance = forms.TypedChoiceField(choices=Clearance.choices, coerce=int, label="Clearance")
+    role = forms.ChoiceField(choices=Membership.Role.choices, label=_("Role"))
+    clearance = forms.TypedChoiceField(choices=Clearance.choices, coerce=int, label=_("Clearance"))
 
     def __init__(
         self, *args: Any, membership: Membership, max_clearance: int | None, **kwargs: Any
@@ -152,16 +163,23 @@ class CollectionForm(forms.ModelForm):  # type: ignore[type-arg]
             "allow_download",
         ]
         labels = {
-            "visibility": "Who can read it",
-            "shared_with": "Shared with",
-            "allow_download": "Readers may download the original files",
+            "name": _("Name"),
+            "description": _("Description"),
+            "visibility": _("Who can read it"),
+            "shared_with": _("Shared with"),
+            "classification": _("Classification"),
+            "allow_download": _("Readers may download the original files"),
         }
         help_texts = {
-            "description": "Optional: what belongs in this collection.",
-            "shared_with": "Members of these departments read it too (each up to their "
-            "clearance). Used only when “Shared with named departments” is chosen.",
-            "allow_download": "Off: readers still get answers and citations with the quoted "
-            "passages, but never the original file. Curators can always download.",
+            "description": _("Optional: what belongs in this collection."),
+            "shared_with": _(
+                "Members of these departments read it too (each up to their "
+                "clearance). Used only when “Shared with named departments” is chosen."
+            ),
+            "allow_download": _(
+                "Off: readers still get answers and citations with the quoted "
+                "passages, but never the original file. Curators can always download."
+            ),
         }
         widgets = {
             "name": forms.TextInput(attrs={"autocomplete": "off"}),
@@ -181,11 +199,10 @@ class CollectionForm(forms.ModelForm):  # type: ignore[type-arg]
         assert isinstance(shared_with, forms.ModelMultipleChoiceField)
         shared_with.queryset = Department.objects.exclude(pk=department.pk).order_by("name")
         classification = self.fields["classification"]
-        classification.help_text = (
-            "Readers must be cleared to at least this level. At most "
-            f"{clearance_label(max_clearance)}, your clearance in {department.name}, so that "
-            "you can still read it."
-        )
+        classification.help_text = gettext(
+            "Readers must be cleared to at least this level. At most %(cap)s, your clearance "
+            "in %(department)s, so that you can still read it."
+        ) % {"cap": clearance_label(max_clearance), "department": department.name}
         classification.widget.choices = _offered(max_clearance)
         if self.instance.pk is None and max_clearance < Clearance.INTERNAL:
             self.initial["classification"] = max_clearance
@@ -197,7 +214,8 @@ class CollectionForm(forms.ModelForm):  # type: ignore[type-arg]
             clash = clash.exclude(pk=self.instance.pk)
         if clash.exists():
             raise forms.ValidationError(
-                f"{self.department.name} already has a collection named “{name}”."
+                gettext("%(department)s already has a collection named “%(name)s”.")
+                % {"department": self.department.name, "name": name}
             )
         return name
 
@@ -205,9 +223,15 @@ class CollectionForm(forms.ModelForm):  # type: ignore[type-arg]
         level = int(self.cleaned_data["classification"])
         if level > self.max_clearance:
             raise forms.ValidationError(
-                f"You are cleared to {clearance_label(self.max_clearance)} in "
-                f"{self.department.name}: a collection you manage cannot be classified "
-                f"{clearance_label(level)}, or you could no longer read it."
+                gettext(
+                    "You are cleared to %(cap)s in %(department)s: a collection you manage "
+                    "cannot be classified %(level)s, or you could no longer read it."
+                )
+                % {
+                    "cap": clearance_label(self.max_clearance),
+                    "department": self.department.name,
+                    "level": clearance_label(level),
+                }
             )
         return level
 
@@ -219,7 +243,10 @@ class CollectionForm(forms.ModelForm):  # type: ignore[type-arg]
             if shared is not None and not shared.exists():
                 self.add_error(
                     "shared_with",
-                    "Choose at least one department to share with, or choose another visibility.",
+                    gettext(
+                        "Choose at least one department to share with, or choose another "
+                        "visibility."
+                    ),
                 )
         elif visibility is not None:
             # Sharing means nothing for the other visibilities: cleared, so that a later

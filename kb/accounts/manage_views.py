@@ -18,6 +18,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext, gettext_noop
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from kb.accounts.access import (
@@ -31,17 +32,24 @@ from kb.accounts.models import Department, Membership
 from kb.audit.trail import denied
 from kb.library.models import Collection
 
-# Short role names for sentences ("gus is now a curator"); the model's labels explain more.
+# Short role names for tables ("Curator"); the model's labels explain more. Marked here,
+# translated where they are used (gettext).
 ROLE_NAMES: dict[str, str] = {
-    Membership.Role.MEMBER: "Member",
-    Membership.Role.CURATOR: "Curator",
-    Membership.Role.DEPARTMENT_ADMIN: "Department admin",
+    Membership.Role.MEMBER: gettext_noop("Member"),
+    Membership.Role.CURATOR: gettext_noop("Curator"),
+    Membership.Role.DEPARTMENT_ADMIN: gettext_noop("Department admin"),
+}
+# The same in a sentence ("gus is now a curator of Finance"): lower case in English, and a
+# separate message so that each language can word it as it needs.
+ROLE_IN_SENTENCE: dict[str, str] = {
+    Membership.Role.MEMBER: gettext_noop("member"),
+    Membership.Role.CURATOR: gettext_noop("curator"),
+    Membership.Role.DEPARTMENT_ADMIN: gettext_noop("department admin"),
 }
 
-DIRECTORY_HINT = (
-    "comes from directory groups and is re-synced at each sign-in: change the person's groups "
-    "in the directory (or the group mapping) instead"
-)
+
+def _role_name(role: str) -> str:
+    return gettext(ROLE_NAMES[role]) if role in ROLE_NAMES else ""
 
 
 def _user_id(request: HttpRequest) -> int:
@@ -105,7 +113,7 @@ class DepartmentRow:
 
     @property
     def role_name(self) -> str:
-        return ROLE_NAMES.get(self.membership.role, "") if self.membership else ""
+        return _role_name(self.membership.role) if self.membership else ""
 
 
 @login_required
@@ -169,7 +177,7 @@ def _render_members(
                 else ChangeMemberForm(membership=membership, max_clearance=cap)
             )
         rows.append(
-            {"membership": membership, "form": form, "role_name": ROLE_NAMES.get(membership.role)}
+            {"membership": membership, "form": form, "role_name": _role_name(membership.role)}
         )
     return render(
         request,
@@ -211,18 +219,24 @@ def members(request: HttpRequest, department_id: int) -> HttpResponse:
                 )
         except IntegrityError:
             # Someone else added them between the check and the insert.
-            form.add_error("username", "This person was just added by someone else.")
+            form.add_error("username", gettext("This person was just added by someone else."))
         else:
             name = form.cleaned_data["username"]
             messages.success(
                 request,
-                f"{name} is now a {ROLE_NAMES[form.cleaned_data['role']].lower()} of "
-                f"{department.name}, cleared to "
-                f"{clearance_label(form.cleaned_data['clearance'])}. "
-                "They can read its collections from their next request.",
+                gettext(
+                    "%(name)s is now a %(role)s of %(department)s, cleared to %(clearance)s. "
+                    "They can read its collections from their next request."
+                )
+                % {
+                    "name": name,
+                    "role": gettext(ROLE_IN_SENTENCE[form.cleaned_data["role"]]),
+                    "department": department.name,
+                    "clearance": clearance_label(form.cleaned_data["clearance"]),
+                },
             )
             return redirect("accounts:members", department_id=department.pk)
-    messages.error(request, "Nobody was added: " + _first_error(form))
+    messages.error(request, gettext("Nobody was added: %(error)s") % {"error": _first_error(form)})
     return _render_members(request, department, cap, add_form=form, status=400)
 
 
@@ -230,7 +244,7 @@ def _first_error(form: AddMemberForm | ChangeMemberForm) -> str:
     for errors in form.errors.values():
         for error in errors:
             return str(error)
-    return "the form is not valid."
+    return gettext("the form is not valid.")
 
 
 def _membership_or_404(
@@ -268,10 +282,10 @@ def _last_admin_problem(
     )
     if admins != [membership.pk]:
         return None
-    return (
-        f"You are the last department admin of {membership.department.name}: make someone "
-        "else a department admin first, so that the department keeps someone to manage it."
-    )
+    return gettext(
+        "You are the last department admin of %(department)s: make someone else a department "
+        "admin first, so that the department keeps someone to manage it."
+    ) % {"department": membership.department.name}
 
 
 def _after_own_change(request: HttpRequest, department: Department) -> HttpResponse:
@@ -293,7 +307,15 @@ def _local_membership(
     membership = _membership_or_404(request, department, membership_id)
     if membership.source == Membership.Source.DIRECTORY:
         name = membership.user.get_username()
-        messages.error(request, f"{name}'s membership {DIRECTORY_HINT}. {unchanged}")
+        messages.error(
+            request,
+            gettext(
+                "%(name)s's membership comes from directory groups and is re-synced at each "
+                "sign-in: change the person's groups in the directory (or the group mapping) "
+                "instead. %(unchanged)s"
+            )
+            % {"name": name, "unchanged": unchanged},
+        )
         return _render_members(request, department, cap, status=400)
     return department, cap, membership
 
@@ -301,14 +323,20 @@ def _local_membership(
 @login_required
 @require_POST
 def member_change(request: HttpRequest, department_id: int, membership_id: int) -> HttpResponse:
-    target = _local_membership(request, department_id, membership_id, "Nothing was changed.")
+    target = _local_membership(
+        request, department_id, membership_id, gettext("Nothing was changed.")
+    )
     if isinstance(target, HttpResponse):
         return target
     department, cap, membership = target
     name = membership.user.get_username()
     form = ChangeMemberForm(request.POST, membership=membership, max_clearance=cap)
     if not form.is_valid():
-        messages.error(request, f"{name} was not changed: " + _first_error(form))
+        messages.error(
+            request,
+            gettext("%(name)s was not changed: %(error)s")
+            % {"name": name, "error": _first_error(form)},
+        )
         return _render_members(request, department, cap, bound=form, status=400)
     role, clearance = form.cleaned_data["role"], form.cleaned_data["clearance"]
     with transaction.atomic():
@@ -320,11 +348,18 @@ def member_change(request: HttpRequest, department_id: int, membership_id: int) 
             membership.save(update_fields=["role", "clearance"])
             messages.success(
                 request,
-                f"{name} is now a {ROLE_NAMES[membership.role].lower()}, cleared to "
-                f"{membership.get_clearance_display()}. This applies from their next request.",
+                gettext(
+                    "%(name)s is now a %(role)s, cleared to %(clearance)s. This applies from "
+                    "their next request."
+                )
+                % {
+                    "name": name,
+                    "role": gettext(ROLE_IN_SENTENCE[membership.role]),
+                    "clearance": membership.get_clearance_display(),
+                },
             )
         elif problem is None:
-            messages.info(request, f"Nothing changed for {name}.")
+            messages.info(request, gettext("Nothing changed for %(name)s.") % {"name": name})
     if problem is not None:
         form.add_error("role", problem)
         messages.error(request, problem)
@@ -335,7 +370,9 @@ def member_change(request: HttpRequest, department_id: int, membership_id: int) 
 @login_required
 @require_POST
 def member_remove(request: HttpRequest, department_id: int, membership_id: int) -> HttpResponse:
-    target = _local_membership(request, department_id, membership_id, "Nobody was removed.")
+    target = _local_membership(
+        request, department_id, membership_id, gettext("Nobody was removed.")
+    )
     if isinstance(target, HttpResponse):
         return target
     department, cap, membership = target
@@ -349,8 +386,11 @@ def member_remove(request: HttpRequest, department_id: int, membership_id: int) 
         return _render_members(request, department, cap, status=400)
     messages.success(
         request,
-        f"{name} was removed from {department.name}. They lose access to its collections "
-        "from their next request.",
+        gettext(
+            "%(name)s was removed from %(department)s. They lose access to its collections "
+            "from their next request."
+        )
+        % {"name": name, "department": department.name},
     )
     return _after_own_change(request, department)
 
@@ -362,13 +402,18 @@ def _readers(collection: Collection) -> list[str]:
     """Who reads the collection, in words, as the access rule (kb/accounts/access.py) says."""
     level = collection.get_classification_display()
     if collection.visibility == Collection.Visibility.COMPANY:
-        return [f"Everyone in the company whose highest clearance is {level} or above"]
-    readers = [f"{collection.department.name} members cleared to {level} or above"]
-    if collection.visibility == Collection.Visibility.SHARED:
-        readers += [
-            f"{d.name} members cleared to {level} or above" for d in collection.shared_with.all()
+        return [
+            gettext("Everyone in the company whose highest clearance is %(level)s or above")
+            % {"level": level}
         ]
-    return readers
+    departments = [collection.department.name]
+    if collection.visibility == Collection.Visibility.SHARED:
+        departments += [d.name for d in collection.shared_with.all()]
+    return [
+        gettext("%(department)s members cleared to %(level)s or above")
+        % {"department": name, "level": level}
+        for name in departments
+    ]
 
 
 @login_required
@@ -384,14 +429,15 @@ def collection_new(request: HttpRequest, department_id: int) -> HttpResponse:
                 with transaction.atomic():
                     collection = form.save()
             except IntegrityError:
-                form.add_error("name", "A collection of that name was just created.")
+                form.add_error("name", gettext("A collection of that name was just created."))
             else:
                 messages.success(
                     request,
-                    f"Collection “{collection.name}” created. Upload its documents here.",
+                    gettext("Collection “%(name)s” created. Upload its documents here.")
+                    % {"name": collection.name},
                 )
                 return redirect("portal:collection", collection_id=collection.pk)
-        messages.error(request, "The collection was not created: see the marked fields.")
+        messages.error(request, gettext("The collection was not created: see the marked fields."))
     return render(
         request,
         "accounts/collection_form.html",
@@ -431,22 +477,25 @@ def collection_settings(
                 with transaction.atomic():
                     collection = form.save()
             except IntegrityError:
-                form.add_error("name", "A collection of that name was just created.")
+                form.add_error("name", gettext("A collection of that name was just created."))
             else:
                 if form.has_changed():
                     messages.success(
                         request,
-                        f"Settings of “{collection.name}” saved. They apply from the next "
-                        "request: nothing needs re-indexing.",
+                        gettext(
+                            "Settings of “%(name)s” saved. They apply from the next request: "
+                            "nothing needs re-indexing."
+                        )
+                        % {"name": collection.name},
                     )
                 else:
-                    messages.info(request, "Nothing changed.")
+                    messages.info(request, gettext("Nothing changed."))
                 return redirect(
                     "accounts:collection_settings",
                     department_id=department.pk,
                     collection_id=collection.pk,
                 )
-        messages.error(request, "The settings were not saved: see the marked fields.")
+        messages.error(request, gettext("The settings were not saved: see the marked fields."))
         collection.refresh_from_db()
     return render(
         request,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 # The Django auth group whose members are company-wide auditors.
 AUDITORS_GROUP = "Auditors"
@@ -17,10 +18,10 @@ AUDITORS_GROUP = "Auditors"
 class Clearance(models.IntegerChoices):
     """Classification levels, in order: a membership cleared to a level reads up to it."""
 
-    PUBLIC = 0, "Public"
-    INTERNAL = 1, "Internal"
-    CONFIDENTIAL = 2, "Confidential"
-    SECRET = 3, "Secret"
+    PUBLIC = 0, _("Public")
+    INTERNAL = 1, _("Internal")
+    CONFIDENTIAL = 2, _("Confidential")
+    SECRET = 3, _("Secret")
 
 
 class Department(models.Model):
@@ -41,15 +42,15 @@ class Department(models.Model):
 
 class Membership(models.Model):
     class Role(models.TextChoices):
-        MEMBER = "member", "Member"
-        CURATOR = "curator", "Curator (manages collections)"
-        DEPARTMENT_ADMIN = "department_admin", "Department admin (manages members)"
+        MEMBER = "member", _("Member")
+        CURATOR = "curator", _("Curator (manages collections)")
+        DEPARTMENT_ADMIN = "department_admin", _("Department admin (manages members)")
 
     class Source(models.TextChoices):
         # Local memberships are managed in the portal; directory ones are replaced from the
         # user's directory groups at each sign-in (kb/accounts/directory.py).
-        LOCAL = "local", "Managed here"
-        DIRECTORY = "directory", "From directory groups"
+        LOCAL = "local", _("Managed here")
+        DIRECTORY = "directory", _("From directory groups")
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
@@ -80,10 +81,10 @@ class DirectoryGroupMapping(models.Model):
     value) and what belonging to it grants: a department membership, or the auditor role."""
 
     class Grant(models.TextChoices):
-        MEMBER = Membership.Role.MEMBER.value, "Member"
-        CURATOR = Membership.Role.CURATOR.value, "Curator"
-        DEPARTMENT_ADMIN = Membership.Role.DEPARTMENT_ADMIN.value, "Department admin"
-        AUDITOR = "auditor", "Company-wide auditor"
+        MEMBER = Membership.Role.MEMBER.value, _("Member")
+        CURATOR = Membership.Role.CURATOR.value, _("Curator")
+        DEPARTMENT_ADMIN = Membership.Role.DEPARTMENT_ADMIN.value, _("Department admin")
+        AUDITOR = "auditor", _("Company-wide auditor")
 
     # Matched without regard to case against the group's full DN and its first RDN value
     # ("cn=finance,ou=groups,dc=corp" and "finance"), or against the OIDC claim value.

@@ -8,6 +8,8 @@ from typing import Any
 
 from django import forms
 from django.db.models import Q, QuerySet
+from django.utils.translation import gettext, gettext_noop
+from django.utils.translation import gettext_lazy as _
 
 from kb.accounts.models import Department
 from kb.audit.models import AuditDocument, AuditRecord
@@ -21,37 +23,37 @@ class RecordFilterForm(forms.Form):
     person = forms.CharField(
         required=False,
         max_length=150,
-        label="Person",
-        widget=forms.TextInput(attrs={"placeholder": "name or id"}),
+        label=_("Person"),
+        widget=forms.TextInput(attrs={"placeholder": _("name or id")}),
     )
     department = forms.TypedChoiceField(
-        required=False, coerce=int, empty_value=None, label="Department"
+        required=False, coerce=int, empty_value=None, label=_("Department")
     )
     document = forms.IntegerField(
         required=False,
         min_value=1,
-        label="Document id",
-        widget=forms.NumberInput(attrs={"placeholder": "id"}),
+        label=_("Document id"),
+        widget=forms.NumberInput(attrs={"placeholder": _("id")}),
     )
-    action = forms.ChoiceField(required=False, label="Action")
+    action = forms.ChoiceField(required=False, label=_("Action"))
     outcome = forms.ChoiceField(
         required=False,
-        label="Outcome",
-        choices=[("", "Any outcome"), *AuditRecord.Outcome.choices],
+        label=_("Outcome"),
+        choices=[("", _("Any outcome")), *AuditRecord.Outcome.choices],
     )
     since = forms.DateField(
-        required=False, label="From (UTC)", widget=forms.DateInput(attrs={"type": "date"})
+        required=False, label=_("From (UTC)"), widget=forms.DateInput(attrs={"type": "date"})
     )
     until = forms.DateField(
         required=False,
-        label="To (UTC, inclusive)",
+        label=_("To (UTC, inclusive)"),
         widget=forms.DateInput(attrs={"type": "date"}),
     )
     text = forms.CharField(
         required=False,
         max_length=200,
-        label="Text in details",
-        widget=forms.TextInput(attrs={"placeholder": "words in a question, a reason…"}),
+        label=_("Text in details"),
+        widget=forms.TextInput(attrs={"placeholder": _("words in a question, a reason…")}),
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -59,18 +61,18 @@ class RecordFilterForm(forms.Form):
         department_field = self.fields["department"]
         assert isinstance(department_field, forms.TypedChoiceField)
         department_field.choices = [
-            ("", "Any department"),
+            ("", gettext("Any department")),
             *Department.objects.order_by("name").values_list("pk", "name"),
         ]
         action_field = self.fields["action"]
         assert isinstance(action_field, forms.ChoiceField)
-        action_field.choices = [("", "Any action"), *action_groups()]
+        action_field.choices = [("", gettext("Any action")), *action_groups()]
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
         since, until = cleaned.get("since"), cleaned.get("until")
         if since and until and since > until:
-            raise forms.ValidationError("The start date is after the end date.")
+            raise forms.ValidationError(_("The start date is after the end date."))
         return cleaned
 
     def filters(self) -> dict[str, Any]:
@@ -119,28 +121,29 @@ class RecordFilterForm(forms.Form):
 
 
 # The first part of an action names its group in the action filter, in ACTIONS' order.
+# Group and action labels are marked here and translated when the form is built.
 ACTION_GROUPS = {
-    "auth": "Sign-in",
-    "question": "Questions and searches",
-    "search": "Questions and searches",
-    "document": "Documents",
-    "collection": "Collections",
-    "department": "Departments and memberships",
-    "membership": "Departments and memberships",
-    "mapping": "Departments and memberships",
-    "user": "Accounts and tokens",
-    "token": "Accounts and tokens",
-    "conversation": "Access",
-    "access": "Access",
-    "audit": "Audit trail",
+    "auth": gettext_noop("Sign-in"),
+    "question": gettext_noop("Questions and searches"),
+    "search": gettext_noop("Questions and searches"),
+    "document": gettext_noop("Documents"),
+    "collection": gettext_noop("Collections"),
+    "department": gettext_noop("Departments and memberships"),
+    "membership": gettext_noop("Departments and memberships"),
+    "mapping": gettext_noop("Departments and memberships"),
+    "user": gettext_noop("Accounts and tokens"),
+    "token": gettext_noop("Accounts and tokens"),
+    "conversation": gettext_noop("Access"),
+    "access": gettext_noop("Access"),
+    "audit": gettext_noop("Audit trail"),
 }
 
 
 def action_groups() -> list[tuple[str, list[tuple[str, str]]]]:
     groups: dict[str, list[tuple[str, str]]] = {}
     for action, label in ACTIONS.items():
-        group = ACTION_GROUPS.get(action.split(".", 1)[0], "Other")
-        groups.setdefault(group, []).append((action, label))
+        group = gettext(ACTION_GROUPS.get(action.split(".", 1)[0], gettext_noop("Other")))
+        groups.setdefault(group, []).append((action, gettext(label)))
     return list(groups.items())
 
 
@@ -150,10 +153,10 @@ def _utc_midnight(day: date) -> datetime:
 
 class ExportForm(RecordFilterForm):
     format = forms.ChoiceField(
-        label="Format",
+        label=_("Format"),
         choices=[
-            ("jsonl", "JSON lines (one JSON object per record)"),
-            ("cef", "CEF (ArcSight Common Event Format)"),
+            ("jsonl", _("JSON lines (one JSON object per record)")),
+            ("cef", _("CEF (ArcSight Common Event Format)")),
         ],
         initial="jsonl",
     )

@@ -15,6 +15,7 @@ from typing import Any
 
 from django.db import models, transaction
 from django.utils import timezone
+from django.utils.translation import gettext_noop
 
 from kb.audit import context
 from kb.audit.chain import canonical_json, record_hash
@@ -23,44 +24,46 @@ from kb.audit.models import AuditChainHead, AuditDocument, AuditRecord
 logger = logging.getLogger("kb.audit")
 
 # Sign-in, access decisions and changes to who may see what. Named here so the auditor
-# pages can offer them as filters and so a misspelt action fails loudly in tests.
+# pages can offer them as filters and so a misspelt action fails loudly in tests. The labels
+# stay English here (gettext_noop only marks them for translation); the auditor pages show
+# them in the reader's language (kb/audit/views.py, kb/audit/forms.py).
 ACTIONS = {
-    "auth.login": "Signed in",
-    "auth.login_failed": "Sign-in failed",
-    "auth.login_throttled": "Sign-in refused: too many failures",
-    "auth.logout": "Signed out",
-    "auth.session_ended": "Session ended (timeout or deactivated account)",
-    "question.asked": "Asked a question",
-    "search.performed": "Searched passages",
-    "document.uploaded": "Uploaded a document",
-    "document.new_version": "Uploaded a new version",
-    "document.deleted": "Deleted a document",
-    "document.viewed": "Viewed a document",
-    "document.downloaded": "Downloaded an original",
-    "document.retried": "Retried a failed version",
-    "collection.created": "Created a collection",
-    "collection.changed": "Changed a collection",
-    "collection.deleted": "Deleted a collection",
-    "department.created": "Created a department",
-    "department.changed": "Changed a department",
-    "department.deleted": "Deleted a department",
-    "membership.added": "Added a membership",
-    "membership.changed": "Changed a membership",
-    "membership.removed": "Removed a membership",
-    "mapping.changed": "Changed a directory group mapping",
-    "user.changed": "Changed an account",
-    "token.created": "Created an API token",
-    "token.used": "Used an API token",
-    "token.revoked": "Revoked an API token",
-    "webhook.delivered": "Sent a document event to a webhook",
-    "conversation.read_other": "Read someone else's conversation",
-    "conversation.exported": "Exported a conversation",
-    "access.denied": "Access denied",
-    "audit.viewed": "Viewed the audit trail",
-    "audit.exported": "Exported audit records",
-    "audit.verified": "Verified the audit trail",
-    "audit.purged": "Purged audit records past retention",
-    "audit.checkpoint": "Signed an audit checkpoint",
+    "auth.login": gettext_noop("Signed in"),
+    "auth.login_failed": gettext_noop("Sign-in failed"),
+    "auth.login_throttled": gettext_noop("Sign-in refused: too many failures"),
+    "auth.logout": gettext_noop("Signed out"),
+    "auth.session_ended": gettext_noop("Session ended (timeout or deactivated account)"),
+    "question.asked": gettext_noop("Asked a question"),
+    "search.performed": gettext_noop("Searched passages"),
+    "document.uploaded": gettext_noop("Uploaded a document"),
+    "document.new_version": gettext_noop("Uploaded a new version"),
+    "document.deleted": gettext_noop("Deleted a document"),
+    "document.viewed": gettext_noop("Viewed a document"),
+    "document.downloaded": gettext_noop("Downloaded an original"),
+    "document.retried": gettext_noop("Retried a failed version"),
+    "collection.created": gettext_noop("Created a collection"),
+    "collection.changed": gettext_noop("Changed a collection"),
+    "collection.deleted": gettext_noop("Deleted a collection"),
+    "department.created": gettext_noop("Created a department"),
+    "department.changed": gettext_noop("Changed a department"),
+    "department.deleted": gettext_noop("Deleted a department"),
+    "membership.added": gettext_noop("Added a membership"),
+    "membership.changed": gettext_noop("Changed a membership"),
+    "membership.removed": gettext_noop("Removed a membership"),
+    "mapping.changed": gettext_noop("Changed a directory group mapping"),
+    "user.changed": gettext_noop("Changed an account"),
+    "token.created": gettext_noop("Created an API token"),
+    "token.used": gettext_noop("Used an API token"),
+    "token.revoked": gettext_noop("Revoked an API token"),
+    "webhook.delivered": gettext_noop("Sent a document event to a webhook"),
+    "conversation.read_other": gettext_noop("Read someone else's conversation"),
+    "conversation.exported": gettext_noop("Exported a conversation"),
+    "access.denied": gettext_noop("Access denied"),
+    "audit.viewed": gettext_noop("Viewed the audit trail"),
+    "audit.exported": gettext_noop("Exported audit records"),
+    "audit.verified": gettext_noop("Verified the audit trail"),
+    "audit.purged": gettext_noop("Purged audit records past retention"),
+    "audit.checkpoint": gettext_noop("Signed an audit checkpoint"),
 }
 
 

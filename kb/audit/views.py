@@ -23,6 +23,7 @@ from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, render
 from django.utils.http import urlencode
 from django.utils.text import Truncator
+from django.utils.translation import gettext
 from django.views.decorators.http import require_GET, require_http_methods
 
 from kb.accounts.access import is_auditor
@@ -141,6 +142,12 @@ def summarize(action: str, details: dict[str, Any], limit: int = 140) -> str:
     return Truncator(" ".join(text.split())).chars(limit)
 
 
+def _action_label(action: str) -> str:
+    """The action's label in the reader's language ("" for an action no longer known)."""
+    label = ACTIONS.get(action)
+    return gettext(label) if label else ""
+
+
 @dataclass
 class Row:
     entry: AuditRecord
@@ -159,7 +166,7 @@ def _rows(entries: list[AuditRecord], document_id: int | None = None) -> list[Ro
         rows.append(
             Row(
                 entry=entry,
-                label=ACTIONS.get(entry.action, entry.action),
+                label=_action_label(entry.action) or entry.action,
                 summary=summarize(entry.action, details),
                 cited=cited,
             )
@@ -280,7 +287,7 @@ def record_detail(request: HttpRequest, seq: int) -> HttpResponse:
         "audit/record.html",
         {
             "entry": entry,
-            "label": ACTIONS.get(entry.action, ""),
+            "label": _action_label(entry.action),
             "summary": summarize(entry.action, details, limit=400),
             "pretty_details": pretty,
             "documents": [(d, titles.get(d)) for d in document_ids],

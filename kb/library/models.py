@@ -13,6 +13,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from ingest.index import point_id_for_chunk
 from kb.accounts.models import Clearance, Department
@@ -25,9 +26,9 @@ class Collection(models.Model):
     the next request: index queries filter on collection ids computed from these rows."""
 
     class Visibility(models.TextChoices):
-        DEPARTMENT = "department", "Own department only"
-        SHARED = "shared", "Shared with named departments"
-        COMPANY = "company", "Everyone in the company"
+        DEPARTMENT = "department", _("Own department only")
+        SHARED = "shared", _("Shared with named departments")
+        COMPANY = "company", _("Everyone in the company")
 
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
@@ -94,19 +95,19 @@ class Document(models.Model):
 
 class DocumentVersion(models.Model):
     class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        PARSING = "parsing", "Parsing"
-        EMBEDDING = "embedding", "Embedding"
-        INDEXED = "indexed", "Indexed"
-        FAILED = "failed", "Failed"
-        QUARANTINED = "quarantined", "Quarantined"
-        SUPERSEDED = "superseded", "Replaced by a newer version"
+        QUEUED = "queued", _("Queued")
+        PARSING = "parsing", _("Parsing")
+        EMBEDDING = "embedding", _("Embedding")
+        INDEXED = "indexed", _("Indexed")
+        FAILED = "failed", _("Failed")
+        QUARANTINED = "quarantined", _("Quarantined")
+        SUPERSEDED = "superseded", _("Replaced by a newer version")
 
     class IndexState(models.TextChoices):
         # Whether this version has points in the index, and whether searches may see them.
-        NONE = "none", "No points"
-        HIDDEN = "hidden", "Points present, excluded from searches"
-        LIVE = "live", "Searchable"
+        NONE = "none", _("No points")
+        HIDDEN = "hidden", _("Points present, excluded from searches")
+        LIVE = "live", _("Searchable")
 
     IN_PROGRESS = (Status.QUEUED, Status.PARSING, Status.EMBEDDING)
     FINAL = (Status.INDEXED, Status.FAILED, Status.QUARANTINED, Status.SUPERSEDED)
@@ -206,9 +207,9 @@ class IndexGeneration(models.Model):
     """
 
     class State(models.TextChoices):
-        BUILDING = "building", "Building"
-        ACTIVE = "active", "Active"
-        RETIRED = "retired", "Retired"
+        BUILDING = "building", _("Building")
+        ACTIVE = "active", _("Active")
+        RETIRED = "retired", _("Retired")
 
     collection_name = models.CharField(max_length=200, unique=True)
     # The EMBEDDING_MODEL setting it was built with ("" = the bundled model) and the

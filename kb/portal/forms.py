@@ -1,12 +1,13 @@
 from typing import Any
 
 from django import forms
+from django.utils.translation import gettext_lazy as _
 
 
 class AskForm(forms.Form):
     question = forms.CharField(
         max_length=2000,
-        widget=forms.Textarea(attrs={"rows": 3, "placeholder": "Ask about your documents…"}),
+        widget=forms.Textarea(attrs={"rows": 3, "placeholder": _("Ask about your documents…")}),
     )
     # The conversation a follow-up belongs to; empty starts a new one.
     conversation = forms.IntegerField(required=False, widget=forms.HiddenInput)
@@ -32,7 +33,9 @@ class MultipleFileField(forms.FileField):
 
 class UploadForm(forms.Form):
     file = MultipleFileField(
-        label="Documents or a ZIP archive",
-        help_text="PDF, Word, PowerPoint, Excel, CSV, HTML, Markdown, text, e-mail (.eml), "
-        "scanned images; a ZIP is unpacked and keeps its folders.",
+        label=_("Documents or a ZIP archive"),
+        help_text=_(
+            "PDF, Word, PowerPoint, Excel, CSV, HTML, Markdown, text, e-mail (.eml), "
+            "scanned images; a ZIP is unpacked and keeps its folders."
+        ),
     )

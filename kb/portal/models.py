@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 
 class Conversation(models.Model):
@@ -28,9 +29,9 @@ class Conversation(models.Model):
 
 class Turn(models.Model):
     class Mode(models.TextChoices):
-        GENERATED = "generated", "Generated"
-        EXTRACTIVE = "extractive", "Passages only"
-        NOT_FOUND = "not_found", "Not found"
+        GENERATED = "generated", _("Generated")
+        EXTRACTIVE = "extractive", _("Passages only")
+        NOT_FOUND = "not_found", _("Not found")
 
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="turns")
     question = models.TextField()
@@ -62,8 +63,8 @@ class Feedback(models.Model):
     """The asker's verdict on one answer: thumbs up or down, and an optional comment."""
 
     class Rating(models.IntegerChoices):
-        UP = 1, "Helpful"
-        DOWN = -1, "Not helpful"
+        UP = 1, _("Helpful")
+        DOWN = -1, _("Not helpful")
 
     turn = models.OneToOneField(Turn, on_delete=models.CASCADE, related_name="feedback")
     rating = models.SmallIntegerField(choices=Rating.choices)

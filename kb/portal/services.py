@@ -19,6 +19,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
+from django.utils.translation import gettext, gettext_noop
 
 from inference.answering import (
     Source,
@@ -75,7 +76,22 @@ class Answer:
         return [s for s in self.sources if s.number in self.cited]
 
 
-NOT_FOUND_TEXT = "The documents you can access do not answer this question."
+# The fixed texts of an answer stay English here: they are stored with the turn, hashed into
+# the audit record and returned by the REST API as they are. gettext_noop only marks them;
+# the portal shows them in the reader's language (kb/portal/views.py, conversation.html).
+NOT_FOUND_TEXT = gettext_noop("The documents you can access do not answer this question.")
+NOTICE_NO_MODEL = gettext_noop(
+    "No language model is configured; showing the most relevant passages."
+)
+NOTICE_EMPTY = gettext_noop(
+    "The language model returned no answer; showing the most relevant passages."
+)
+NOTICE_STOPPED = gettext_noop(
+    "The language model stopped in the middle of the answer; showing the most relevant passages."
+)
+NOTICE_UNAVAILABLE = gettext_noop(
+    "The language model is unavailable; showing the most relevant passages."
+)
 
 
 @lru_cache(maxsize=1)
@@ -114,12 +130,13 @@ def chat_model_version() -> str:
 def describe_chat_model() -> dict[str, str]:
     """What answers questions, as admins see it on the models page."""
     if settings.LLM_BASE_URL:
-        backend = "OpenAI-compatible server (vLLM)"
+        backend = gettext("OpenAI-compatible server (vLLM)")
         name, where = settings.LLM_MODEL, settings.LLM_BASE_URL
     elif settings.LLM_GGUF_PATH:
-        backend, name, where = "llama.cpp in-process", Path(settings.LLM_GGUF_PATH).name, ""
+        backend = gettext("llama.cpp in-process")
+        name, where = Path(settings.LLM_GGUF_PATH).name, ""
     else:
-        backend, name, where = "none: answers are the most relevant passages", "", ""
+        backend, name, where = gettext("none: answers are the most relevant passages"), "", ""
     model = get_chat_model()
     return {
         "backend": backend,
@@ -243,7 +260,7 @@ def stream_answer(
     if not sources:
         answer.text = NOT_FOUND_TEXT
     elif model is None:
-        answer.notice = "No language model is configured; showing the most relevant passages."
+        answer.notice = NOTICE_NO_MODEL
     else:
         answer.model = model.model_id
         answer.model_version = chat_model_version()
@@ -268,16 +285,10 @@ def stream_answer(
             if answer.text:
                 answer.mode = "generated"
             else:
-                answer.notice = (
-                    "The language model returned no answer; showing the most relevant passages."
-                )
+                answer.notice = NOTICE_EMPTY
         except LLMUnavailable as exc:
             logger.warning("LLM unavailable, answering extractively: %s", exc)
-            answer.notice = (
-                "The language model stopped in the middle of the answer; "
-                if streamed
-                else "The language model is unavailable; "
-            ) + "showing the most relevant passages."
+            answer.notice = NOTICE_STOPPED if streamed else NOTICE_UNAVAILABLE
     if sources and answer.mode != "generated":
         # The passages are the answer: no model produced it, so none is recorded with it.
         answer.mode, answer.model, answer.model_version = "extractive", "", ""
@@ -366,7 +377,10 @@ def turn_for_history(turn: Turn, readable: set[int], reviewing: bool) -> dict[st
         "turn": turn,
         "withheld": withheld,
         "sources": [
-            {**s, "title": titles.get(int(s.get("document_id") or 0), "(deleted document)")}
+            {
+                **s,
+                "title": titles.get(int(s.get("document_id") or 0), gettext("(deleted document)")),
+            }
             for s in sources
         ],
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Iterator
@@ -19,6 +20,8 @@ from django.http import (
 )
 from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import translation
+from django.utils.translation import gettext, ngettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from inference.answering import Source
@@ -115,8 +118,10 @@ def ask(request: HttpRequest) -> HttpResponse:
     form = AskForm(request.POST or None)
     answer = None
     if request.method == "POST" and form.is_valid():
-        answer = answer_question(
-            request.user, form.cleaned_data["question"], _own_conversation_id(request, form)
+        answer = _for_reader(
+            answer_question(
+                request.user, form.cleaned_data["question"], _own_conversation_id(request, form)
+            )
         )
         form = AskForm(initial={"conversation": answer.conversation_id})
     collections = readable_collections(request.user).select_related("department")
@@ -125,11 +130,23 @@ def ask(request: HttpRequest) -> HttpResponse:
     )
 
 
+def _for_reader(answer: Answer) -> Answer:
+    """The answer as the portal shows it: the service's fixed texts (the "not found" answer,
+    the notices), which it stores and the REST API returns in English, in the reader's
+    language. What a model or the passages said is shown as it is."""
+    return dataclasses.replace(
+        answer,
+        text=gettext(answer.text) if answer.mode == "not_found" else answer.text,
+        notice=gettext(answer.notice) if answer.notice else "",
+    )
+
+
 def _sse(event: str, data: object) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
 
 
 def _done_json(answer: Answer) -> dict[str, object]:
+    answer = _for_reader(answer)
     return {
         "mode": answer.mode,
         # Rendered on the server: the text escaped, only verified [n] become links.
@@ -171,9 +188,11 @@ def ask_stream(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
     # The body streams after the middleware has returned: keep this request's audit context
     # (IP, request id) for the records written while answering.
     request_context = audit_context.current()
+    # ... and its language, for the texts written into the stream.
+    language = translation.get_language()
 
     def events() -> Iterator[bytes]:
-        with audit_context.acting(request_context):
+        with audit_context.acting(request_context), translation.override(language):
             yield from answer_events()
 
     def answer_events() -> Iterator[bytes]:
@@ -187,7 +206,9 @@ def ask_stream(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
                     yield _sse(event, {"text": payload})
         except Exception:
             logger.exception("answering failed")
-            yield _sse("error", {"message": "Something went wrong while answering. Try again."})
+            yield _sse(
+                "error", {"message": gettext("Something went wrong while answering. Try again.")}
+            )
 
     response = StreamingHttpResponse(events(), content_type="text/event-stream; charset=utf-8")
     response["Cache-Control"] = "no-cache"
@@ -209,12 +230,35 @@ def collection_list(request: HttpRequest) -> HttpResponse:
 def _report_batch(request: HttpRequest, batch: BatchResult) -> None:
     created = batch.count("created") + batch.count("new_version") + batch.count("retried")
     if created:
-        messages.success(request, f"{created} file(s) uploaded and queued for indexing.")
-    if batch.count("new_version"):
-        messages.info(request, f"{batch.count('new_version')} of them replace an older version.")
+        messages.success(
+            request,
+            ngettext(
+                "%(count)d file uploaded and queued for indexing.",
+                "%(count)d files uploaded and queued for indexing.",
+                created,
+            )
+            % {"count": created},
+        )
+    replaced = batch.count("new_version")
+    if replaced:
+        messages.info(
+            request,
+            ngettext(
+                "%(count)d of them replaces an older version.",
+                "%(count)d of them replace an older version.",
+                replaced,
+            )
+            % {"count": replaced},
+        )
     for result in batch.results:
         if result.outcome == "duplicate":
-            messages.info(request, f"{result.version.original_name} is already in this collection.")
+            messages.info(
+                request,
+                gettext("%(name)s is already in this collection.")
+                % {"name": result.version.original_name},
+            )
+    # Why a file was refused stays as the upload service words it (a technical reason, in
+    # English, like the ingestion errors on the collection page).
     for path, reason in batch.refused:
         messages.error(request, f"{path}: {reason}")
 
@@ -237,7 +281,7 @@ def collection_detail(request: HttpRequest, collection_id: int) -> HttpResponse:
     if request.method == "POST":
         if not may_upload:
             denied(collection, reason="upload by a non-curator", department=collection.department)
-            return HttpResponse("Only curators of this department may upload.", status=403)
+            return HttpResponse(gettext("Only curators of this department may upload."), status=403)
         form = UploadForm(request.POST, request.FILES)
         if form.is_valid():
             batch = BatchResult()
@@ -344,7 +388,9 @@ def document_download(request: HttpRequest, document_id: int) -> HttpResponseBas
             documents=[document.pk],
         )
         return HttpResponse(
-            "This collection allows answers and citations, but not downloading the originals.",
+            gettext(
+                "This collection allows answers and citations, but not downloading the originals."
+            ),
             status=403,
             content_type="text/plain; charset=utf-8",
         )
@@ -391,7 +437,10 @@ def document_delete(request: HttpRequest, document_id: int) -> HttpResponse:
     document = _managed_document(request, document_id)
     collection_id, title = document.collection_id, document.title
     delete_document(document.pk)
-    messages.success(request, f"{title} was deleted, with its versions and index entries.")
+    messages.success(
+        request,
+        gettext("%(title)s was deleted, with its versions and index entries.") % {"title": title},
+    )
     return redirect("portal:collection", collection_id=collection_id)
 
 
@@ -401,9 +450,13 @@ def version_retry(request: HttpRequest, document_id: int, number: int) -> HttpRe
     document = _managed_document(request, document_id)
     version = get_object_or_404(document.versions, number=number)
     if retry_version(version.pk):
-        messages.success(request, f"{version.original_name} (version {number}) is queued again.")
+        messages.success(
+            request,
+            gettext("%(name)s (version %(number)d) is queued again.")
+            % {"name": version.original_name, "number": number},
+        )
     else:
-        messages.info(request, "Only failed or quarantined versions can be retried.")
+        messages.info(request, gettext("Only failed or quarantined versions can be retried."))
     return redirect("portal:collection", collection_id=document.collection_id)
 
 

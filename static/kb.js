@@ -82,6 +82,33 @@
     return li;
   }
 
+  // Copy, feedback and follow-ups appear once the answer is recorded (they need its id).
+  function showAnswerTools(card, data) {
+    const tools = card.querySelector(".answer-tools");
+    if (!tools || !data.turn) return;
+    const feedback = tools.querySelector("form[data-feedback]");
+    feedback.action = feedback.dataset.urlTemplate.replace("/0/", `/${data.turn}/`);
+    const box = tools.querySelector(".follow-ups");
+    (data.follow_ups || []).forEach((text) => {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "link";
+      button.dataset.followUp = "";
+      button.textContent = text;
+      box.append(button);
+    });
+    box.hidden = !(data.follow_ups || []).length;
+    tools.hidden = false;
+  }
+
+  // A suggested follow-up is asked like a typed question, in the same conversation.
+  answers.addEventListener("click", (event) => {
+    const button = event.target.closest("[data-follow-up]");
+    if (!button) return;
+    question.value = button.textContent;
+    form.requestSubmit();
+  });
+
   function handle(card, event, data) {
     const text = card.querySelector(".answer-text");
     const working = card.querySelector(".working");
@@ -114,6 +141,7 @@
       card.querySelector(".meta").textContent = `${model}${phrase("seconds", "{seconds} s").replace("{seconds}", () => data.seconds.toFixed(1))}`;
       conversation.value = data.conversation;
       newConversation.hidden = false;
+      showAnswerTools(card, data);
     } else if (event === "error") {
       working.hidden = true;
       const notice = card.querySelector(".notice");
@@ -158,5 +186,114 @@
       submit.disabled = false;
       card.scrollIntoView({ block: "nearest" });
     }
+  });
+})();
+
+
+// Answer tools (ask page and conversation pages): copy an answer's text, and send feedback
+// without leaving the page. Without JavaScript the feedback form posts normally.
+(function () {
+  document.addEventListener("click", async (event) => {
+    const button = event.target.closest("[data-copy]");
+    if (!button || !navigator.clipboard) return;
+    const text = button.closest(".answer").querySelector(".answer-text").innerText;
+    await navigator.clipboard.writeText(text);
+    const label = button.textContent;
+    button.textContent = button.dataset.copied || "Copied";
+    setTimeout(() => { button.textContent = label; }, 1500);
+  });
+  document.addEventListener("submit", async (event) => {
+    const form = event.target.closest("form[data-feedback]");
+    if (!form || !window.fetch || !event.submitter || !form.action) return;
+    event.preventDefault();
+    const body = new FormData(form);
+    body.set("rating", event.submitter.value);
+    const response = await fetch(form.action, {
+      method: "POST", body, credentials: "same-origin", headers: { Accept: "application/json" },
+    });
+    if (!response.ok) return;
+    form.querySelectorAll('button[name="rating"]').forEach((b) => {
+      b.setAttribute("aria-pressed", String(b === event.submitter));
+    });
+    form.querySelector(".feedback-status").textContent = form.dataset.thanks || "Thank you.";
+  });
+})();
+
+// Collection page, curators: drop files (or a zip) anywhere on the upload area, or pick
+// them; each file is sent on its own request with its own progress bar and outcome, then
+// the page reloads to follow them to "indexed" (the status polling above).
+(function () {
+  const form = document.querySelector("form.upload[data-dropzone]");
+  if (!form || !window.FormData || !window.XMLHttpRequest) return;
+  const input = form.querySelector('input[type="file"]');
+  const list = form.querySelector(".upload-list");
+  const token = form.querySelector('input[name="csrfmiddlewaretoken"]').value;
+  const say = (name, fallback) => form.dataset[name] || fallback;
+
+  function send(file) {
+    return new Promise((resolve) => {
+      const item = document.createElement("li");
+      const name = document.createElement("span");
+      name.textContent = file.name;
+      const bar = document.createElement("progress");
+      bar.max = 100; bar.value = 0;
+      const outcome = document.createElement("span");
+      outcome.className = "upload-outcome";
+      item.append(name, " ", bar, " ", outcome);
+      list.append(item);
+      const body = new FormData();
+      body.append("file", file);
+      const request = new XMLHttpRequest();
+      request.open("POST", window.location.pathname);
+      request.setRequestHeader("Accept", "application/json");
+      request.setRequestHeader("X-CSRFToken", token);
+      request.upload.addEventListener("progress", (e) => {
+        if (e.lengthComputable) bar.value = Math.round((100 * e.loaded) / e.total);
+      });
+      request.addEventListener("load", () => {
+        let data = {};
+        try { data = JSON.parse(request.responseText); } catch (e) { /* an error page */ }
+        bar.value = 100;
+        if (request.status < 300) {
+          outcome.textContent = say("queued", "queued");
+          item.className = "ok";
+        } else {
+          const refused = (data.refused || [])[0];
+          outcome.textContent = refused ? refused.reason : `${say("failed", "failed")} (HTTP ${request.status})`;
+          item.className = "error";
+        }
+        resolve(request.status < 300);
+      });
+      request.addEventListener("error", () => {
+        outcome.textContent = say("failed", "failed");
+        item.className = "error";
+        resolve(false);
+      });
+      request.send(body);
+    });
+  }
+
+  async function sendAll(files) {
+    form.classList.add("busy");
+    const results = [];
+    for (const file of files) results.push(await send(file));
+    form.classList.remove("busy");
+    // Show the new rows (and follow them to indexed); keep the list if anything failed.
+    if (results.every(Boolean)) window.location.reload();
+  }
+
+  form.addEventListener("submit", (event) => {
+    if (!input.files.length) return;
+    event.preventDefault();
+    sendAll([...input.files]);
+  });
+  ["dragenter", "dragover"].forEach((type) => form.addEventListener(type, (event) => {
+    event.preventDefault();
+    form.classList.add("dragging");
+  }));
+  ["dragleave", "drop"].forEach((type) => form.addEventListener(type, () => form.classList.remove("dragging")));
+  form.addEventListener("drop", (event) => {
+    event.preventDefault();
+    if (event.dataTransfer && event.dataTransfer.files.length) sendAll([...event.dataTransfer.files]);
   });
 })();

@@ -139,12 +139,15 @@ def dashboard_data() -> dict[str, object]:
         for row in feedback
         if answers_per_day.get(row["day"])
     }
-    backlog = dict(
-        DocumentVersion.objects.exclude(status=DocumentVersion.Status.SUPERSEDED)
+    labels = dict(DocumentVersion.Status.choices)
+    backlog = [
+        (status, labels.get(status, status), n)
+        for status, n in DocumentVersion.objects.exclude(status=DocumentVersion.Status.SUPERSEDED)
         .values_list("status")
         .annotate(n=Count("pk"))
         .values_list("status", "n")
-    )
+        .order_by("status")
+    ]
     failures = (
         DocumentVersion.objects.filter(
             status__in=[DocumentVersion.Status.FAILED, DocumentVersion.Status.QUARANTINED],

@@ -75,6 +75,34 @@ class Answer:
     def cited_sources(self) -> list[Source]:
         return [s for s in self.sources if s.number in self.cited]
 
+    @property
+    def follow_ups(self) -> list[str]:
+        return suggest_follow_ups(self)
+
+
+MAX_FOLLOW_UPS = 3
+
+
+def suggest_follow_ups(answer: Answer) -> list[str]:
+    """Questions the reader may want next, from the passages the answer stood on: what else
+    the cited sections and documents say. Nothing when nothing was found. In the language
+    active for the request (the portal's), built without asking the model (no extra wait)."""
+    suggestions: list[str] = []
+    seen: set[str] = set()
+    ordered = answer.cited_sources + [s for s in answer.sources if s.number not in answer.cited]
+    for source in ordered:
+        topic = source.section.split(" > ")[-1].strip() if source.section else ""
+        for text in (
+            gettext("What else does “%(topic)s” say?") % {"topic": topic} if topic else "",
+            gettext("Summarize “%(title)s”") % {"title": source.title},
+        ):
+            if text and text not in seen and text != answer.question:
+                seen.add(text)
+                suggestions.append(text)
+        if len(suggestions) >= MAX_FOLLOW_UPS:
+            break
+    return suggestions[:MAX_FOLLOW_UPS]
+
 
 # The fixed texts of an answer stay English here: they are stored with the turn, hashed into
 # the audit record and returned by the REST API as they are. gettext_noop only marks them;

@@ -158,6 +158,7 @@ def _done_json(answer: Answer) -> dict[str, object]:
         "seconds": round(answer.seconds, 2),
         "conversation": answer.conversation_id,
         "turn": answer.turn_id,
+        "follow_ups": answer.follow_ups,
     }
 
 
@@ -263,6 +264,16 @@ def _report_batch(request: HttpRequest, batch: BatchResult) -> None:
         messages.error(request, f"{path}: {reason}")
 
 
+def _batch_json(batch: BatchResult) -> dict[str, object]:
+    return {
+        "uploaded": [
+            {"name": r.version.original_name, "outcome": r.outcome, "document": r.document.pk}
+            for r in batch.results
+        ],
+        "refused": [{"name": name, "reason": reason} for name, reason in batch.refused],
+    }
+
+
 def _latest_versions() -> Prefetch[str]:
     return Prefetch(
         "versions",
@@ -299,6 +310,10 @@ def collection_detail(request: HttpRequest, collection_id: int) -> HttpResponse:
                 except UploadRejected as exc:
                     batch.refused.append((uploaded.name or "upload", str(exc)))
                     status = exc.status
+            if request.headers.get("Accept", "").startswith("application/json"):
+                # The page's drag-and-drop uploader sends one file per request and shows
+                # each file's outcome beside its progress bar.
+                return JsonResponse(_batch_json(batch), status=status)
             _report_batch(request, batch)
             if status == 200:
                 return redirect("portal:collection", collection_id=collection.pk)
@@ -528,7 +543,10 @@ def conversation_detail(request: HttpRequest, conversation_id: int) -> HttpRespo
             details={"owner": conversation.user.get_username(), "owner_id": conversation.user_id},
         )
     readable = set(readable_documents(request.user).values_list("pk", flat=True))
-    turns = [turn_for_history(t, readable, reviewing) for t in conversation.turns.all()]
+    turns = [
+        turn_for_history(t, readable, reviewing)
+        for t in conversation.turns.select_related("feedback")
+    ]
     return render(
         request,
         "portal/conversation.html",

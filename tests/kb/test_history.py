@@ -116,3 +116,39 @@ def test_dashboard_for_auditors_only_with_bounded_queries(alice: User, erin: Use
     with CaptureQueriesContext(connection) as many:
         client.get(reverse("portal:dashboard"))
     assert len(many.captured_queries) == len(few.captured_queries)
+
+
+def test_conversation_page_offers_export_delete_and_feedback(alice: User) -> None:
+    chat = conversation(alice, "Mine", "q?")
+    turn = chat.turns.get()
+    Feedback.objects.create(turn=turn, rating=-1)
+    page = client_for(alice).get(reverse("portal:conversation", args=[chat.pk])).content.decode()
+    assert reverse("portal:conversation_export", args=[chat.pk]) in page
+    assert reverse("portal:conversation_delete", args=[chat.pk]) in page
+    assert reverse("portal:feedback", args=[turn.pk]) in page
+    assert 'value="-1" class="secondary small" aria-pressed="true"' in page  # their verdict
+    # Without JavaScript the feedback form posts and comes back to the conversation.
+    back = client_for(alice).post(reverse("portal:feedback", args=[turn.pk]), {"rating": "1"})
+    assert back.status_code == 302 and back["Location"].endswith(f"/conversations/{chat.pk}/")
+
+
+def test_suggested_follow_ups_come_from_the_sources() -> None:
+    from inference.answering import Source
+    from kb.portal.services import Answer, suggest_follow_ups
+
+    def source(number: int, title: str, section: str) -> Source:
+        return Source(number, number, number, title, None, section, "text", 0.5)
+
+    answer = Answer(
+        "Who approves invoices?",
+        "The CFO [2].",
+        "generated",
+        sources=[source(1, "Travel", "Travel > Hotels"), source(2, "Finance", "Approvals")],
+        cited=[2],
+    )
+    assert suggest_follow_ups(answer) == [
+        "What else does “Approvals” say?",
+        "Summarize “Finance”",
+        "What else does “Hotels” say?",
+    ]
+    assert suggest_follow_ups(Answer("q", "", "not_found")) == []

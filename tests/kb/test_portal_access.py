@@ -138,3 +138,22 @@ def test_pages_carry_a_strict_content_security_policy(
         assert "script-src 'self'" in policy and "unsafe-inline" not in policy, url
         scripts = re.findall(rb"<script\b([^>]*)>", response.content)
         assert all(b"src=" in attributes for attributes in scripts), url
+
+
+def test_the_drag_and_drop_uploader_gets_one_outcome_per_file(
+    alice: User, finance_collection: Collection
+) -> None:
+    url = reverse("portal:collection", args=[finance_collection.pk])
+    client = logged_in(alice)
+    ok = client.post(
+        url,
+        {"file": SimpleUploadedFile("notes.txt", b"Some notes.")},
+        HTTP_ACCEPT="application/json",
+    )
+    assert ok.status_code == 200
+    assert ok.json()["uploaded"][0]["outcome"] == "created"
+    bad = client.post(
+        url, {"file": SimpleUploadedFile("tool.exe", b"MZ\x90")}, HTTP_ACCEPT="application/json"
+    )
+    assert bad.status_code == 415
+    assert bad.json()["refused"][0]["name"] == "tool.exe" and bad.json()["refused"][0]["reason"]

@@ -56,6 +56,9 @@ class TokenAuthentication(authentication.BaseAuthentication):
                 get_user_model()
                 .objects.filter(username=on_behalf, is_active=True, service_account__isnull=True)
                 .first()
+                # PostgreSQL refuses a NUL in a query: such a name is nobody, not an error.
+                if on_behalf.isprintable()
+                else None
             )
             if employee is None:
                 self._refuse(request, token, "no active employee of that name")

@@ -6,8 +6,9 @@ again (after a `sources` event), not a second answer.
 The first request with a key claims it (a unique row per token and key) before it runs, so a
 retry that arrives while the first is still running gets 409 instead of running again. A
 finished response (any status below 500) is stored and replayed with `Idempotent-Replayed:
-true`; a 5xx releases the key so the retry runs for real. The same key with a different
-request (method, path, body) is refused with 422: it is a client bug, not a retry.
+true`; a 5xx, or a refusal raised before the view answered (an invalid body, 403, 404),
+releases the key so the retry runs for real. The same key with a different request (method,
+path, body) is refused with 422: it is a client bug, not a retry.
 """
 
 from __future__ import annotations
@@ -57,8 +58,8 @@ def idempotent(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpRespo
         key = str(request.META.get(HEADER, "")).strip()
         if not key:
             return view(self, request, *args, **kwargs)
-        if len(key) > 200:
-            return ProblemResponse(400, "Idempotency-Key must be at most 200 characters.")
+        if len(key) > 200 or not key.isprintable():
+            return ProblemResponse(400, "Idempotency-Key must be at most 200 printable characters.")
         token = token_auth(request).token
         fingerprint = _fingerprint(request)
         try:
@@ -85,7 +86,13 @@ def idempotent(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpRespo
             replay["Idempotent-Replayed"] = "true"
             return replay
         request.idempotency_claim = claim.pk  # type: ignore[attr-defined]
-        response = view(self, request, *args, **kwargs)
+        try:
+            response = view(self, request, *args, **kwargs)
+        except BaseException:
+            # A refusal raised before anything happened (invalid body, 403, 404) or a crash:
+            # release the key, or every retry would be told "still running" forever.
+            claim.delete()
+            raise
         if response.status_code >= 500:
             claim.delete()  # not final: let a retry run for real
             return response
@@ -119,3 +126,11 @@ def replay_stream(done: dict[str, Any]) -> StreamingHttpResponse:
     )
     response["Cache-Control"] = "no-cache"
     return response
+
+
+def release_unfinished_stream(request: Request) -> None:
+    """Called when a stream closes: if it never reached `done` (the client went away, the
+    server failed), the key is released so a retry runs for real instead of getting 409."""
+    claim = getattr(request, "idempotency_claim", None)
+    if claim is not None:
+        IdempotentRequest.objects.filter(pk=claim, status__isnull=True).delete()

@@ -19,6 +19,7 @@ import secrets
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from kb.accounts.models import Department
 from kb.library.models import Collection
@@ -39,11 +40,11 @@ class ServiceAccount(models.Model):
 
 class ApiToken(models.Model):
     class Action(models.TextChoices):
-        SEARCH = "search", "Search passages"
-        ASK = "ask", "Ask questions"
-        INGEST = "ingest", "Upload and manage documents and collections"
-        ADMIN = "admin", "Read the audit trail (auditor accounts only)"
-        ON_BEHALF = "on_behalf", "Act on behalf of a named employee"
+        SEARCH = "search", _("Search passages")
+        ASK = "ask", _("Ask questions")
+        INGEST = "ingest", _("Upload and manage documents and collections")
+        ADMIN = "admin", _("Read the audit trail (auditor accounts only)")
+        ON_BEHALF = "on_behalf", _("Act on behalf of a named employee")
 
     account = models.ForeignKey(ServiceAccount, on_delete=models.CASCADE, related_name="tokens")
     name = models.CharField(max_length=120)

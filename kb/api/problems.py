@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import Http404, HttpRequest, JsonResponse
+from django.urls import Resolver404
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -77,7 +78,9 @@ def problem_details_handler(exc: Exception, context: dict[str, Any]) -> Response
 
 
 def api_not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-    body = problem(404, str(exception) if isinstance(exception, Http404) else "No such resource.")
+    # A URL that matches no route: Resolver404's text is the list of every route tried.
+    named = isinstance(exception, Http404) and not isinstance(exception, Resolver404)
+    body = problem(404, str(exception) if named else "No such resource.")
     body["instance"] = request.path
     return JsonResponse(body, status=404, content_type=CONTENT_TYPE)
 

@@ -26,9 +26,15 @@ from rest_framework.views import APIView
 from inference.answering import Source
 from kb.accounts.access import can_upload_to, curated_departments, is_auditor
 from kb.api import serializers as s
-from kb.api.idempotency import idempotent, remember_stream, sse
+from kb.api.authentication import TokenAuth
+from kb.api.idempotency import (
+    idempotent,
+    release_unfinished_stream,
+    remember_stream,
+    sse,
+)
 from kb.api.models import ApiToken, TokenUsage
-from kb.api.problems import ProblemResponse
+from kb.api.problems import CONTENT_TYPE, ProblemResponse
 from kb.api.scope import access_scope, collection_ids, token_auth
 from kb.audit import context as audit_context
 from kb.audit.models import AuditRecord
@@ -52,19 +58,51 @@ PROBLEMS = {
         401: "Missing or invalid token",
         403: "The token lacks the action, or the acting user the role",
         404: "Not found, or not readable with this token",
+        409: "The first request with this Idempotency-Key is still running; retry later",
+        413: "File too large",
+        415: "Unsupported file type",
+        422: "This Idempotency-Key was used for a different request",
         429: "Rate limit reached; see Retry-After",
     }.items()
 }
 
 
-def _problems(*codes: int) -> dict[int, OpenApiResponse]:
-    return {code: PROBLEMS[code] for code in (400, 401, 403, 429, *codes) if code in PROBLEMS}
+def _id(name: str) -> OpenApiParameter:
+    """A path parameter naming a row: a positive integer."""
+    return OpenApiParameter(name, {"type": "integer", "minimum": 1}, OpenApiParameter.PATH)
+
+
+IDEMPOTENCY_KEY = OpenApiParameter(
+    "Idempotency-Key",
+    {"type": "string", "maxLength": 200},
+    OpenApiParameter.HEADER,
+    description="A key unique to this request (at most 200 printable characters): a retry "
+    "with the same key and the same request gets the first response again, with "
+    "`Idempotent-Replayed: true`, and does nothing twice.",
+)
+# Lists are paged with an opaque cursor; one that does not decode is answered 404.
+LIST_NOT_FOUND = OpenApiResponse(s.ProblemSerializer, description="Invalid cursor")
+
+
+def _problems(
+    *codes: int, overrides: dict[int, OpenApiResponse] | None = None
+) -> dict[tuple[int, str], OpenApiResponse]:
+    """Error responses, documented with the content type they are sent with."""
+    chosen = {code: PROBLEMS[code] for code in (400, 401, 403, 429, *codes) if code in PROBLEMS}
+    chosen.update(overrides or {})
+    return {(code, CONTENT_TYPE): response for code, response in sorted(chosen.items())}
+
+
+def _list_problems(*codes: int) -> dict[tuple[int, str], OpenApiResponse]:
+    return _problems(*codes, overrides={} if 404 in codes else {404: LIST_NOT_FOUND})
 
 
 class TokenAllows(BasePermission):
     """The token carries at least one of the view's actions."""
 
     def has_permission(self, request: Request, view: Any) -> bool:
+        if not isinstance(request.auth, TokenAuth):
+            return False  # no Authorization header at all: DRF answers 401
         auth = token_auth(request)
         actions: tuple[str, ...] = getattr(view, "actions_required", ())
         if any(auth.token.allows(action) for action in actions):
@@ -158,15 +196,31 @@ def _own_conversation(request: Request, conversation_id: int | None) -> int | No
     return conversation_id
 
 
+# One event of a streamed answer, as `event:` and `data:` lines (the schema of each event).
+ANSWER_EVENT = {
+    "type": "object",
+    "properties": {
+        "event": {"type": "string", "enum": ["sources", "answer", "done"]},
+        "data": {
+            "type": "string",
+            "description": 'JSON: the passages (`sources`), `{"text": ...}` (`answer`), or '
+            "the whole answer as the JSON response has it (`done`).",
+        },
+    },
+    "required": ["event", "data"],
+}
+
+
 class AskView(ApiView):
     actions_required = (ApiToken.Action.ASK,)
 
     @extend_schema(
         request=s.AskRequestSerializer,
+        parameters=[IDEMPOTENCY_KEY],
         responses={
             (200, "application/json"): s.AnswerSerializer,
-            (200, "text/event-stream"): OpenApiTypes.STR,
-            **_problems(404),
+            (200, "text/event-stream"): ANSWER_EVENT,
+            **_problems(404, 409, 422),
         },
         summary="Ask a question: the answer with verified citations, or a stream of events",
         description="With `stream: true` the response is server-sent events: `sources`, "
@@ -194,16 +248,19 @@ class AskView(ApiView):
 
         def events() -> Iterator[bytes]:
             with audit_context.acting(request_context):
-                for event, payload in stream_answer(user, question, conversation, scope):
-                    if event == "sources":
-                        data: Any = _passages(payload)
-                    elif event == "done":
-                        data = _answer_json(payload)
-                        count_use(request, "ask", payload)
-                        remember_stream(request, data)
-                    else:
-                        data = {"text": payload}
-                    yield sse(event, data)
+                try:
+                    for event, payload in stream_answer(user, question, conversation, scope):
+                        if event == "sources":
+                            data: Any = _passages(payload)
+                        elif event == "done":
+                            data = _answer_json(payload)
+                            count_use(request, "ask", payload)
+                            remember_stream(request, data)
+                        else:
+                            data = {"text": payload}
+                        yield sse(event, data)
+                finally:
+                    release_unfinished_stream(request)
 
         response = StreamingHttpResponse(events(), content_type="text/event-stream; charset=utf-8")
         response["Cache-Control"] = "no-cache"
@@ -243,7 +300,7 @@ class CollectionList(generics.ListCreateAPIView[Collection]):
     def get_queryset(self) -> QuerySet[Collection]:
         return _readable_collections(self.request).annotate(document_count=Count("documents"))
 
-    @extend_schema(responses={200: s.CollectionSerializer(many=True), **_problems()})
+    @extend_schema(responses={200: s.CollectionSerializer(many=True), **_list_problems()})
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
 
@@ -264,6 +321,7 @@ class CollectionList(generics.ListCreateAPIView[Collection]):
         collection.document_count = 0
 
 
+@extend_schema(parameters=[_id("collection_id")])
 class CollectionDetail(generics.RetrieveUpdateDestroyAPIView[Collection]):
     permission_classes = [TokenAllows]
     actions_required = READ_ACTIONS
@@ -321,6 +379,7 @@ def _upload_json(batch: BatchResult) -> dict[str, Any]:
     }
 
 
+@extend_schema(parameters=[_id("collection_id")])
 class CollectionDocuments(generics.ListAPIView[Document]):
     permission_classes = [TokenAllows]
     actions_required = READ_ACTIONS
@@ -331,18 +390,17 @@ class CollectionDocuments(generics.ListAPIView[Document]):
         collection = _collection_or_404(self.request, int(self.kwargs["collection_id"]))
         return collection.documents.select_related("current_version").prefetch_related("versions")
 
-    @extend_schema(responses={200: s.DocumentSerializer(many=True), **_problems(404)})
+    @extend_schema(responses={200: s.DocumentSerializer(many=True), **_list_problems(404)})
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
 
     @extend_schema(
         request={"multipart/form-data": s.UploadRequestSerializer},
+        parameters=[IDEMPOTENCY_KEY],
         responses={
             201: s.UploadResponseSerializer,
             200: OpenApiResponse(s.UploadResponseSerializer, description="Nothing new (duplicate)"),
-            **_problems(404),
-            413: OpenApiResponse(s.ProblemSerializer, description="File too large"),
-            415: OpenApiResponse(s.ProblemSerializer, description="Unsupported file type"),
+            **_problems(404, 409, 413, 415, 422),
         },
         summary="Upload a document (or a zip of them) into the collection",
         description="Send `Idempotency-Key` so that a retried upload adds nothing twice.",
@@ -354,13 +412,15 @@ class CollectionDocuments(generics.ListAPIView[Document]):
         body = s.UploadRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         uploaded = body.validated_data["file"]
+        path = body.validated_data.get("path") or None
         try:
             batch = upload_any(
                 collection=collection,
-                name=body.validated_data.get("path") or uploaded.name or "upload",
+                name=path or uploaded.name or "upload",
                 stream=uploaded,
                 size=uploaded.size or 0,
                 uploaded_by_id=request.user.pk,
+                path=path,  # folders included ("travel/hotels.md"), not only the file name
             )
         except UploadRejected as exc:
             return ProblemResponse(exc.status, str(exc), kind=exc.code)
@@ -382,6 +442,7 @@ def _document_or_404(request: Request, document_id: int) -> Document:
     return document
 
 
+@extend_schema(parameters=[_id("document_id")])
 class DocumentDetail(ApiView):
     actions_required = READ_ACTIONS
 
@@ -398,6 +459,7 @@ class DocumentDetail(ApiView):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+@extend_schema(parameters=[_id("document_id")])
 class DocumentDownload(ApiView):
     actions_required = READ_ACTIONS
 
@@ -452,11 +514,12 @@ class ConversationList(generics.ListAPIView[Conversation]):
     def get_queryset(self) -> QuerySet[Conversation]:
         return Conversation.objects.filter(user_id=int(self.request.user.pk or 0))
 
-    @extend_schema(responses={200: s.ConversationSerializer(many=True), **_problems()})
+    @extend_schema(responses={200: s.ConversationSerializer(many=True), **_list_problems()})
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
 
 
+@extend_schema(parameters=[_id("conversation_id")])
 class ConversationDetail(ApiView):
     actions_required = (ApiToken.Action.ASK,)
 
@@ -512,6 +575,9 @@ class AuditRecords(generics.ListAPIView[AuditRecord]):
             raise PermissionDenied("Only auditors may read the audit trail.")
         records = AuditRecord.objects.all()
         params = self.request.query_params
+        for name in ("action", "actor"):
+            if "\x00" in params.get(name, ""):  # PostgreSQL text cannot hold NUL (was a 500)
+                raise ValidationError({name: ["Must not contain NUL characters."]})
         if params.get("action"):
             records = records.filter(action=params["action"])
         if params.get("actor"):
@@ -531,7 +597,7 @@ class AuditRecords(generics.ListAPIView[AuditRecord]):
             OpenApiParameter("actor", str, required=False),
             OpenApiParameter("after_seq", int, required=False),
         ],
-        responses={200: s.AuditRecordSerializer(many=True), **_problems()},
+        responses={200: s.AuditRecordSerializer(many=True), **_list_problems()},
         summary="Audit records, newest first (auditor accounts, `admin` action)",
     )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:

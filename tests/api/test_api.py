@@ -440,3 +440,23 @@ def test_superadmins_create_and_revoke_tokens_in_the_portal(
         {"account": "alice", "name": "x", "actions": ["search"], "expires_days": 1, "rate": 1},
     )
     assert "employee" in refused.content.decode()
+
+
+def test_a_stream_cut_short_releases_its_idempotency_key(
+    corpus: dict[str, int], finance_erp: str
+) -> None:
+    client = api(finance_erp)
+    ask = {"question": "Who approves invoices above 50,000 EUR?", "stream": True}
+    first = client.post("/api/v1/ask", ask, format="json", HTTP_IDEMPOTENCY_KEY="cut-1")
+    next(iter(first.streaming_content))  # type: ignore[attr-defined]  # the client goes away
+    first.close()
+    retry = client.post("/api/v1/ask", ask, format="json", HTTP_IDEMPOTENCY_KEY="cut-1")
+    assert retry.status_code == 200 and not retry.has_header("Idempotent-Replayed")
+    body = b"".join(retry.streaming_content).decode()  # type: ignore[attr-defined]
+    assert "event: done" in body
+
+
+def test_an_unprintable_on_behalf_name_is_nobody(engineering_crm: str, alice: User) -> None:
+    response = api(engineering_crm).get("/api/v1/collections", HTTP_X_ON_BEHALF_OF="al\x00ice")
+    assert response.status_code == 403
+    assert "no active employee" in str(problem(response)["detail"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -25,6 +26,7 @@ from django.utils.translation import gettext, ngettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from inference.answering import Source
+from ingest.index import MissingCollection
 from kb.accounts.access import (
     access_scope_for,
     can_download,
@@ -35,6 +37,7 @@ from kb.accounts.access import (
 )
 from kb.audit import context as audit_context
 from kb.audit.trail import denied, record
+from kb.library.components import get_index
 from kb.library.management.commands.serve_llm import vllm_command
 from kb.library.models import Collection, Document, DocumentVersion, IndexGeneration
 from kb.library.services import (
@@ -482,7 +485,12 @@ def configured_models(request: HttpRequest) -> HttpResponse:
     if not request.user.is_superuser:
         denied(("page", "models"), reason="not a superadmin")
         raise Http404("No such page.")
-    generations = IndexGeneration.objects.exclude(state=IndexGeneration.State.RETIRED)
+    generations = list(IndexGeneration.objects.exclude(state=IndexGeneration.State.RETIRED))
+    index = get_index()
+    for generation in generations:
+        # Counted now: the stored count is the one taken when the generation went live.
+        with contextlib.suppress(MissingCollection):
+            generation.point_count = index.count(generation.collection_name)
     answered_by = (
         Turn.objects.exclude(model="")
         .values("model", "model_version")

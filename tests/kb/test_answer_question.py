@@ -230,6 +230,8 @@ def test_admins_see_the_configured_models_and_which_answered(
     assert "llama.cpp in-process" in page and "DeepSeek-R1-Distill-Qwen-7B-Q4_K_M.gguf" in page
     assert "all-MiniLM-L6-v2" in page  # the embedding model of the served index
     assert "abc123" in page and "llama.cpp:x.gguf" in page
+    # The served index's points are counted now, not as they were when it went live.
+    assert re.search(r"<td>[1-9][0-9]*</td><td>", page)
 
 
 def test_a_chinese_question_finds_chinese_text_and_asks_for_a_chinese_answer(

@@ -32,6 +32,14 @@ CHART_WIDTH, CHART_HEIGHT = 600, 160
 
 
 @dataclass
+class Segment:
+    y: float
+    height: float
+    series: int  # which department: its colour and legend entry
+    value: float
+
+
+@dataclass
 class Bar:
     x: float
     y: float
@@ -39,6 +47,7 @@ class Bar:
     height: float
     label: str
     value: float
+    segments: list[Segment] = field(default_factory=list)
 
 
 @dataclass
@@ -50,6 +59,7 @@ class Chart:
     bars: list[Bar] = field(default_factory=list)
     maximum: float = 0.0
     total: float = 0.0
+    legend: list[tuple[str, int]] = field(default_factory=list)  # (series, colour) if stacked
 
     @property
     def width(self) -> int:
@@ -84,6 +94,34 @@ def _chart(title: str, unit: str, days: list[date], values: dict[date, float]) -
     return chart
 
 
+SERIES_COLOURS = 6  # static/kb.css .series-0 ... .series-5
+
+
+def _stacked_chart(
+    title: str, unit: str, days: list[date], values: dict[date, dict[str, float]]
+) -> Chart:
+    """One bar a day, split into one segment per series (department), largest series first."""
+    totals = {day: sum(parts.values()) for day, parts in values.items()}
+    chart = _chart(title, unit, days, totals)
+    per_series: dict[str, float] = {}
+    for parts in values.values():
+        for name, value in parts.items():
+            per_series[name] = per_series.get(name, 0.0) + value
+    names = sorted(per_series, key=lambda name: -per_series[name])
+    order = {name: index for index, name in enumerate(names)}
+    chart.legend = [(name, order[name] % SERIES_COLOURS) for name in names]
+    for bar, day in zip(chart.bars, days, strict=True):
+        top = float(CHART_HEIGHT)
+        for name in names:
+            value = values.get(day, {}).get(name, 0.0)
+            if not value or not chart.maximum:
+                continue
+            height = (CHART_HEIGHT - 10) * value / chart.maximum
+            top -= height
+            bar.segments.append(Segment(top, height, order[name] % SERIES_COLOURS, value))
+    return chart
+
+
 def _p95_by_day(since: date) -> dict[date, float]:
     turns = Turn.objects.filter(created_at__date__gte=since)
     if connection.vendor == "postgresql":
@@ -114,11 +152,12 @@ def dashboard_data() -> dict[str, object]:
         .values("day", "department")
         .annotate(n=Count("seq"))
     )
-    per_day: dict[date, float] = {}
+    per_day: dict[date, dict[str, float]] = {}
     per_department: dict[str, int] = {}
     for row in questions:
-        per_day[row["day"]] = per_day.get(row["day"], 0) + row["n"]
         name = row["department"] or "—"
+        day = per_day.setdefault(row["day"], {})
+        day[name] = day.get(name, 0) + row["n"]
         per_department[name] = per_department.get(name, 0) + row["n"]
     tokens = (
         Turn.objects.filter(created_at__date__gte=since)
@@ -159,7 +198,9 @@ def dashboard_data() -> dict[str, object]:
     )
     return {
         "window_days": WINDOW_DAYS,
-        "questions": _chart(_("Questions per day"), _("questions"), days, per_day),
+        "questions": _stacked_chart(
+            _("Questions per day, by department"), _("questions"), days, per_day
+        ),
         "by_department": sorted(per_department.items(), key=lambda item: -item[1]),
         "tokens": _chart(
             _("Model tokens per day"),

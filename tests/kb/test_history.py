@@ -109,6 +109,7 @@ def test_dashboard_for_auditors_only_with_bounded_queries(alice: User, erin: Use
     assert page.status_code == 200
     text = page.content.decode()
     assert "<svg" in text and "Finance" in text  # alice's question counted for Finance
+    assert 'class="series-0"' in text  # today's bar, in Finance's colour
     assert "100" in text  # one answer, rated not helpful: 100 % that day
     for n in range(10):
         conversation(alice, f"c{n}", "q?")

@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "kb.portal",
     "kb.audit",
     "kb.api",
+    "kb.ops",
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",

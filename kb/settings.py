@@ -83,6 +83,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # After authentication: the actor, IP and request id every audit record carries.
     "kb.audit.context.AuditContextMiddleware",
+    "kb.ops.metrics.MetricsMiddleware",  # request latency by route name (/metrics)
     "kb.accounts.sessions.SessionPolicyMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -254,11 +255,17 @@ VLLM_REASONING_PARSER = envstr("VLLM_REASONING_PARSER", "auto")
 LLM_GGUF_PATH = envoptional("LLM_GGUF_PATH")
 LLM_CONTEXT_TOKENS = envint("LLM_CONTEXT_TOKENS", 4096, minimum=512)
 
+# LOG_FORMAT=json: one JSON object per line with the request id, user and channel
+# (kb/ops/logging.py), for a log collector; "plain" reads better in a terminal.
+LOG_FORMAT = envchoice("LOG_FORMAT", "plain", ("plain", "json"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "kb.ops.logging.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
@@ -371,3 +378,35 @@ KB_WEBHOOK_TIMEOUT_SECONDS = envfloat("KB_WEBHOOK_TIMEOUT_SECONDS", 10.0)
 KB_WEBHOOK_MAX_ATTEMPTS = envint("KB_WEBHOOK_MAX_ATTEMPTS", 8, minimum=1)
 # Due webhook deliveries (first tries are queued at once; this sweep sends the retries).
 CELERY_BEAT_SCHEDULE["deliver-webhooks"] = {"task": "api.deliver_webhooks", "schedule": 10.0}
+
+# --- production behind the TLS proxy (compose/, `manage.py check --deploy`) ---------------
+# Switched on explicitly (compose sets KB_PRODUCTION=true), not guessed from DEBUG and
+# DATABASE_URL: test and staging runs use PostgreSQL over plain HTTP, and trusting
+# X-Forwarded-Proto is only safe when a proxy that overwrites it is the sole way in.
+KB_PRODUCTION = envbool("KB_PRODUCTION", False)
+if KB_PRODUCTION:
+    # The proxy terminates TLS and sets X-Forwarded-Proto; the app is reachable only by it.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", True)
+    # Probes from the orchestrator and the metrics scraper come over plain HTTP inside.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+    SESSION_COOKIE_SECURE = envbool("SESSION_COOKIE_SECURE", True)
+    CSRF_COOKIE_SECURE = envbool("CSRF_COOKIE_SECURE", True)
+    SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 31_536_000, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+    # Preloading is a promise about the whole registrable domain, which an intranet host
+    # rarely can make: off unless asked for, and Django's reminder (W021) is silenced then.
+    SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", False)
+    if not SECURE_HSTS_PRELOAD:
+        SILENCED_SYSTEM_CHECKS = [*globals().get("SILENCED_SYSTEM_CHECKS", []), "security.W021"]
+    SECURE_REFERRER_POLICY = envstr("SECURE_REFERRER_POLICY", "same-origin")
+    SECURE_CROSS_ORIGIN_OPENER_POLICY = envstr("SECURE_CROSS_ORIGIN_OPENER_POLICY", "same-origin")
+
+# --- operations: probes, metrics ------------------------------------------------------
+# /metrics answers only these client addresses or networks (and a bearer KB_METRICS_TOKEN).
+KB_METRICS_ALLOWED_IPS = envlist("KB_METRICS_ALLOWED_IPS", ["127.0.0.1", "::1"])
+KB_METRICS_TOKEN = envstr("KB_METRICS_TOKEN", "")
+# Each /readyz check (database, broker, index, embedding model, LLM) gets this long.
+KB_HEALTH_TIMEOUT_SECONDS = envfloat("KB_HEALTH_TIMEOUT_SECONDS", 2.0)
+# Where `manage.py models import` puts air-gapped model bundles (kb/ops/model_bundle.py).
+KB_MODELS_DIR = Path(envstr("KB_MODELS_DIR", str(DATA_DIR / "models")))

@@ -47,6 +47,7 @@ from kb.audit.trail import record
 from kb.library.components import get_embedder, get_index
 from kb.library.indexing import active_generation, hidden_version_ids
 from kb.library.models import Chunk, Document
+from kb.ops.metrics import observe_answer
 from kb.portal.models import Conversation, Turn
 
 logger = logging.getLogger(__name__)
@@ -379,6 +380,7 @@ def _record(conversation: Conversation, answer: Answer, hits: list[IndexHit]) ->
             "completion_tokens": answer.completion_tokens,
         },
     )
+    observe_answer(answer)  # Prometheus: questions by mode/channel, tokens, latency
 
 
 def answer_question(

@@ -7,13 +7,9 @@ read what.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from django import forms
 from django.contrib import messages
-from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
-from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -22,8 +18,9 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_http_methods, require_POST
 
 from kb.accounts.models import Department
-from kb.api.models import ApiToken, ServiceAccount
-from kb.audit.trail import denied, record
+from kb.api.models import ApiToken
+from kb.api.tokens import is_employee_account, issue_service_token, revoke_token
+from kb.audit.trail import denied
 
 
 class TokenForm(forms.Form):
@@ -53,8 +50,7 @@ class TokenForm(forms.Form):
 
     def clean_account(self) -> str:
         name = str(self.cleaned_data["account"])
-        user = get_user_model().objects.filter(username=name).first()
-        if user is not None and not hasattr(user, "service_account") and user.has_usable_password():
+        if is_employee_account(name):
             raise forms.ValidationError(_("%(name)s is an employee's account.") % {"name": name})
         return name
 
@@ -73,30 +69,15 @@ def integrations(request: HttpRequest) -> HttpResponse:
     new_secret = ""
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
-        with transaction.atomic():
-            user, created = get_user_model().objects.get_or_create(username=data["account"])
-            if created:
-                user.set_unusable_password()
-                user.save()
-            account, _created = ServiceAccount.objects.get_or_create(user=user)
-            token, new_secret = ApiToken.issue(
-                account=account,
-                name=data["name"],
-                actions=list(data["actions"]),
-                rate_limit_per_minute=data["rate"],
-                expires_at=timezone.now() + timedelta(days=data["expires_days"]),
-                created_by=request.user,
-            )
-            token.departments.set(data["departments"])
-            record(
-                "token.created",
-                target=token,
-                details={
-                    "prefix": token.prefix,
-                    "account": user.get_username(),
-                    "actions": token.actions,
-                },
-            )
+        token, new_secret = issue_service_token(
+            account_name=data["account"],
+            name=data["name"],
+            actions=list(data["actions"]),
+            expires_days=data["expires_days"],
+            rate_limit_per_minute=data["rate"],
+            departments=data["departments"],
+            created_by=request.user,
+        )
         messages.success(
             request,
             _("Token %(prefix)s created. Copy it now: it will not be shown again.")
@@ -117,7 +98,6 @@ def revoke(request: HttpRequest, token_id: int) -> HttpResponse:
     _superadmin_or_404(request)
     token = ApiToken.objects.filter(pk=token_id, revoked_at__isnull=True).first()
     if token is not None:
-        ApiToken.objects.filter(pk=token.pk).update(revoked_at=timezone.now())
-        record("token.revoked", target=token, details={"prefix": token.prefix})
+        revoke_token(token)
         messages.success(request, _("Token %(prefix)s revoked.") % {"prefix": token.prefix})
     return redirect("integrations")

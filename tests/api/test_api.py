@@ -460,3 +460,28 @@ def test_an_unprintable_on_behalf_name_is_nobody(engineering_crm: str, alice: Us
     response = api(engineering_crm).get("/api/v1/collections", HTTP_X_ON_BEHALF_OF="al\x00ice")
     assert response.status_code == 403
     assert "no active employee" in str(problem(response)["detail"])
+
+
+def test_the_token_command_creates_lists_and_revokes(
+    departments: dict[str, Department], alice: User
+) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    out = StringIO()
+    call_command(
+        "api_token", "create", "crm", "--actions", "search,ask", "--department", "finance",
+        stdout=out,
+    )  # fmt: skip
+    secret = out.getvalue().strip().splitlines()[-1]
+    assert api(secret).get("/api/v1/usage").status_code == 200
+    listing = StringIO()
+    call_command("api_token", "list", stdout=listing)
+    assert secret.split(".")[0] in listing.getvalue() and secret not in listing.getvalue()
+    with pytest.raises(CommandError, match="employee"):
+        call_command("api_token", "create", "alice", "--actions", "search")
+    call_command("api_token", "revoke", secret.split(".")[0], stdout=StringIO())
+    assert api(secret).get("/api/v1/usage").status_code == 401
+    assert User.objects.get(username="crm").has_usable_password() is False

@@ -13,18 +13,14 @@ from __future__ import annotations
 
 import getpass
 from argparse import ArgumentParser
-from datetime import timedelta
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
-from django.utils import timezone
 
 from kb.accounts.models import Department
-from kb.api.models import ApiToken, ServiceAccount
+from kb.api.models import ApiToken
+from kb.api.tokens import EmployeeAccount, issue_service_token, revoke_token
 from kb.audit import context
-from kb.audit.trail import record
 from kb.library.models import Collection
 
 
@@ -69,32 +65,19 @@ class Command(BaseCommand):
         collections = list(Collection.objects.filter(pk__in=options["collection"]))
         if len(collections) != len(set(options["collection"])):
             raise CommandError("an unknown collection id was given")
-        with transaction.atomic():
-            user, created = get_user_model().objects.get_or_create(username=options["account"])
-            if created:
-                user.set_unusable_password()  # integrations never sign in to the portal
-                user.save()
-            elif not hasattr(user, "service_account") and user.has_usable_password():
-                raise CommandError(f"{user} is an employee's account, not a service account")
-            account, _ = ServiceAccount.objects.get_or_create(user=user)
-            token, secret = ApiToken.issue(
-                account=account,
-                name=options["name"] or f"{user.get_username()} token",
+        try:
+            token, secret = issue_service_token(
+                account_name=options["account"],
+                name=options["name"] or f"{options['account']} token",
                 actions=actions,
+                expires_days=options["expires_days"],
                 rate_limit_per_minute=options["rate"],
-                expires_at=timezone.now() + timedelta(days=options["expires_days"]),
+                departments=departments,
+                collections=collections,
             )
-            token.departments.set(departments)
-            token.collections.set(collections)
-            record(
-                "token.created",
-                target=token,
-                details={
-                    "prefix": token.prefix,
-                    "account": user.get_username(),
-                    "actions": actions,
-                },
-            )
+        except EmployeeAccount as exc:
+            raise CommandError(str(exc)) from exc
+        user = token.account.user
         self.stdout.write(self.style.SUCCESS(f"Token for {user} (shown once, store it now):"))
         self.stdout.write(secret)
 
@@ -115,6 +98,5 @@ class Command(BaseCommand):
         token = ApiToken.objects.filter(prefix=options["prefix"]).first()
         if token is None:
             raise CommandError(f"no token {options['prefix']}")
-        ApiToken.objects.filter(pk=token.pk).update(revoked_at=timezone.now())
-        record("token.revoked", target=token, details={"prefix": token.prefix})
+        revoke_token(token)
         self.stdout.write(f"Revoked {token.prefix}.")

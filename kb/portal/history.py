@@ -1,4 +1,5 @@
-"""The asker's own history: search, delete, export, and feedback on answers.
+"""Conversation history: the asker's list, search, view, delete, export, feedback on answers,
+and an auditor's (audited) review of someone else's conversation.
 
 Everything here is the owner's alone: another user's conversation or turn is a 404 and an
 `access.denied` record, exactly like a document of another department. An export applies
@@ -18,7 +19,7 @@ from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
-from kb.accounts.access import readable_documents
+from kb.accounts.access import is_auditor, readable_documents
 from kb.audit.trail import denied, record
 from kb.portal.models import Conversation, Feedback, Turn
 from kb.portal.services import turn_for_history
@@ -145,3 +146,30 @@ def turn_feedback(request: HttpRequest, turn_id: int) -> HttpResponse:
         return JsonResponse({"turn": turn.pk, "rating": int(rating), "comment": comment})
     messages.success(request, _("Thank you for your feedback."))
     return redirect("portal:conversation", conversation_id=turn.conversation_id)
+
+
+@login_required
+@require_GET
+def conversation_detail(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    conversation = Conversation.objects.select_related("user").filter(pk=conversation_id).first()
+    own = conversation is not None and conversation.user_id == request.user.pk
+    reviewing = conversation is not None and not own and is_auditor(request.user)
+    if conversation is None or not (own or reviewing):
+        denied(("conversation", conversation_id), reason="not the asker's conversation")
+        raise Http404("No such conversation.")
+    if reviewing:
+        record(
+            "conversation.read_other",
+            target=conversation,
+            details={"owner": conversation.user.get_username(), "owner_id": conversation.user_id},
+        )
+    readable = set(readable_documents(request.user).values_list("pk", flat=True))
+    turns = [
+        turn_for_history(t, readable, reviewing)
+        for t in conversation.turns.select_related("feedback")
+    ]
+    return render(
+        request,
+        "portal/conversation.html",
+        {"conversation": conversation, "turns": turns, "reviewing": reviewing},
+    )

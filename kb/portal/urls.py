@@ -9,7 +9,7 @@ urlpatterns = [
     path("ask/stream/", views.ask_stream, name="ask_stream"),
     path("search/", views.search, name="search"),
     path("conversations/", history.conversation_list, name="conversations"),
-    path("conversations/<int:conversation_id>/", views.conversation_detail, name="conversation"),
+    path("conversations/<int:conversation_id>/", history.conversation_detail, name="conversation"),
     path(
         "conversations/<int:conversation_id>/delete/",
         history.conversation_delete,

@@ -31,7 +31,6 @@ from kb.accounts.access import (
     access_scope_for,
     can_download,
     can_upload_to,
-    is_auditor,
     readable_collections,
     readable_documents,
 )
@@ -57,7 +56,6 @@ from kb.portal.services import (
     load_sources,
     search_passages,
     stream_answer,
-    turn_for_history,
 )
 from kb.portal.templatetags.answers import source_url, with_citation_links
 
@@ -524,39 +522,3 @@ def search(request: HttpRequest) -> HttpResponse:
             details={"query": query, "chunks": [s.chunk_id for s in sources]},
         )
     return render(request, "portal/search.html", {"query": query, "sources": sources})
-
-
-@login_required
-@require_GET
-def conversation_list(request: HttpRequest) -> HttpResponse:
-    conversations = Conversation.objects.filter(user_id=int(request.user.pk or 0)).annotate(
-        turn_count=Count("turns")
-    )
-    return render(request, "portal/conversations.html", {"conversations": conversations})
-
-
-@login_required
-@require_GET
-def conversation_detail(request: HttpRequest, conversation_id: int) -> HttpResponse:
-    conversation = Conversation.objects.select_related("user").filter(pk=conversation_id).first()
-    own = conversation is not None and conversation.user_id == request.user.pk
-    reviewing = conversation is not None and not own and is_auditor(request.user)
-    if conversation is None or not (own or reviewing):
-        denied(("conversation", conversation_id), reason="not the asker's conversation")
-        raise Http404("No such conversation.")
-    if reviewing:
-        record(
-            "conversation.read_other",
-            target=conversation,
-            details={"owner": conversation.user.get_username(), "owner_id": conversation.user_id},
-        )
-    readable = set(readable_documents(request.user).values_list("pk", flat=True))
-    turns = [
-        turn_for_history(t, readable, reviewing)
-        for t in conversation.turns.select_related("feedback")
-    ]
-    return render(
-        request,
-        "portal/conversation.html",
-        {"conversation": conversation, "turns": turns, "reviewing": reviewing},
-    )

@@ -61,9 +61,11 @@ BENCH_ENV := DATABASE_URL=postgres://postgres@127.0.0.1:5432/kb \
 	CELERY_BROKER_URL=redis://127.0.0.1:6379/14 HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
 
 bench: $(VENV)/.test
+	$(BIN)/pip install -q -e ".[bench]"
 	$(BENCH_ENV) $(BIN)/python bench/ingest.py
 	$(BENCH_ENV) $(BIN)/python bench/ttft.py
 	$(BENCH_ENV) $(BIN)/python bench/retrieval.py
+	$(BENCH_ENV) $(BIN)/python bench/load.py
 
 clean:
 	rm -rf $(VENV) var

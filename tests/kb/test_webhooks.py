@@ -19,7 +19,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -31,6 +30,7 @@ from kb.audit.models import AuditRecord
 from kb.library.ingestion import claim_version, ingest_version, recover_ingestion
 from kb.library.models import Collection, Document, DocumentVersion
 from kb.library.services import upload_document
+from tests.api.conftest import service_account
 from tests.ingesting import ingest_text
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -109,13 +109,6 @@ def dispatched(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     calls: list[int] = []
     monkeypatch.setattr(webhooks, "dispatch", lambda: calls.append(WebhookDelivery.objects.count()))
     return calls
-
-
-def service_account(name: str, department: Department) -> ServiceAccount:
-    user = User.objects.create_user(name)
-    account = ServiceAccount.objects.create(user=user)
-    Membership.objects.create(user=user, department=department, role="member")
-    return account
 
 
 def subscribe(account: ServiceAccount, url: str, events: list[str] = BOTH) -> Webhook:

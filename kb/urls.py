@@ -18,6 +18,9 @@ urlpatterns = [
     path("api/", include("kb.api.urls")),
     path("integrations/", api_pages.integrations, name="integrations"),
     path("integrations/<int:token_id>/revoke/", api_pages.revoke, name="integrations_revoke"),
+    path("glossary/", include("kb.glossary.urls")),
+    path("usage/", include("kb.usage.urls")),
+    path("routing/", include("kb.routing.urls")),
     path("i18n/", include("django.conf.urls.i18n")),  # set_language: the header's switch
     path("", include("kb.ops.urls")),  # health, readiness, metrics
     path("", include("kb.portal.urls")),

@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class GlossaryConfig(AppConfig):
+    name = "kb.glossary"
+    label = "glossary"
+    verbose_name = "Department glossaries"

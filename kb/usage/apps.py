@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class UsageConfig(AppConfig):
+    name = "kb.usage"
+    label = "usage"
+    verbose_name = "Usage, quotas and cost"

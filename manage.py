@@ -1,12 +1,15 @@
 #!/usr/bin/env python
 """Django's command-line utility for the knowledge base."""
 
+import importlib
 import os
 import sys
 
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kb.settings")
+    # First: importing the project installs the offline guard (kb/ops/offline.py).
+    importlib.import_module("kb")
     from django.core.management import execute_from_command_line
 
     execute_from_command_line(sys.argv)

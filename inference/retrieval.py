@@ -9,6 +9,7 @@ no passage passes either.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal, Protocol
 
 from ingest.index import AccessScope, IndexHit, VectorIndex
@@ -33,6 +34,7 @@ def retrieve(
     min_lexical_score: float,
     mode: RetrievalMode,
     exclude_version_ids: frozenset[int] = frozenset(),
+    lexical_expansion: Sequence[str] = (),
 ) -> list[IndexHit]:
     """The best passages the scope allows, best first (fused rank); each one has a cosine of
     at least `min_score` or a lexical score of at least `min_lexical_score`.
@@ -41,6 +43,10 @@ def retrieve(
     `exclude_version_ids` are document versions that are not current (mid-switch).
     The product passes RETRIEVAL_MIN_LEXICAL_SCORE and RETRIEVAL_MODE; mode "dense" skips the
     lexical channel (for comparisons).
+
+    `lexical_expansion` (other forms of glossary terms the question mentions) is added to the
+    lexical query only: the dense query stays the question, because the embedding of a
+    question with a list of synonyms appended drifts away from what was asked.
     """
     if scope.is_empty or not question.strip():
         return []
@@ -51,6 +57,6 @@ def retrieve(
         limit=top_k,
         min_score=min_score,
         exclude_version_ids=exclude_version_ids,
-        sparse=query_vector(question) if mode == "hybrid" else None,
+        sparse=query_vector(" ".join([question, *lexical_expansion])) if mode == "hybrid" else None,
         min_lexical_score=min_lexical_score,
     )

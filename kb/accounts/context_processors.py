@@ -10,9 +10,11 @@ def roles(request: HttpRequest) -> dict[str, bool]:
     department admins and curators. Each page checks again; this only hides dead links."""
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
-        return {"perms_auditor": False, "perms_manager": False}
+        return {"perms_auditor": False, "perms_manager": False, "perms_department_admin": False}
+    # The same queries as before: the curator check only runs for non-admins.
+    department_admin = administered_departments(user).exists()
     return {
         "perms_auditor": is_auditor(user),
-        "perms_manager": administered_departments(user).exists()
-        or curated_departments(user).exists(),
+        "perms_manager": department_admin or curated_departments(user).exists(),
+        "perms_department_admin": department_admin,  # the usage report (kb/usage)
     }

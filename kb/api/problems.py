@@ -6,11 +6,15 @@ from typing import Any
 
 from django.http import Http404, HttpRequest, JsonResponse
 from django.urls import Resolver404
+from django.utils.translation import gettext
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
+from ingest.index.unavailable import IndexUnavailable
+
 PROBLEM_TYPE_BASE = "https://kb.invalid/problems/"
+INDEX_RETRY_AFTER_SECONDS = 30
 CONTENT_TYPE = "application/problem+json"
 
 TITLES = {
@@ -42,6 +46,27 @@ def problem(status: int, detail: str, *, kind: str = "", **extra: Any) -> dict[s
     }
 
 
+def server_error_detail() -> str:
+    return gettext("Something went wrong on the server; the request id names it in the logs.")
+
+
+def index_unavailable_problem(instance: str = "") -> dict[str, Any]:
+    """The problem for "the index is down": the body of the 503, and the data of a streamed
+    answer's `error` event when the index fails after the stream has begun."""
+    body = problem(
+        503,
+        gettext(
+            "The document index is unavailable right now; searches and answers resume when "
+            "it is back. Uploads are still accepted and will be indexed then."
+        ),
+        kind="index-unavailable",
+        retry_after=INDEX_RETRY_AFTER_SECONDS,
+    )
+    if instance:
+        body["instance"] = instance
+    return body
+
+
 class ProblemResponse(Response):
     def __init__(self, status: int, detail: str, *, kind: str = "", **extra: Any) -> None:
         super().__init__(problem(status, detail, kind=kind, **extra), status=status)
@@ -57,6 +82,14 @@ def _detail_text(data: Any) -> str:
 
 
 def problem_details_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, IndexUnavailable):
+        # The index server is down: the request was fine, so 503 and when to come back
+        # (SECURITY.md case 12). Uploads are still accepted meanwhile.
+        request = context.get("request")
+        body = index_unavailable_problem(request.path if request is not None else "")
+        unavailable = Response(body, status=503, content_type=CONTENT_TYPE)
+        unavailable["Retry-After"] = str(INDEX_RETRY_AFTER_SECONDS)
+        return unavailable
     response = exception_handler(exc, context)  # sets WWW-Authenticate, Retry-After
     if response is None:
         return None  # an unexpected error: Django's 500 handler (problem JSON under /api/)
@@ -86,6 +119,6 @@ def api_not_found(request: HttpRequest, exception: Exception | None = None) -> J
 
 
 def api_server_error(request: HttpRequest) -> JsonResponse:
-    body = problem(500, "Something went wrong on the server; the request id names it in the logs.")
+    body = problem(500, server_error_detail())
     body["instance"] = request.path
     return JsonResponse(body, status=500, content_type=CONTENT_TYPE)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -24,6 +25,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from inference.answering import Source
+from ingest.index.unavailable import IndexUnavailable
 from kb.accounts.access import can_upload_to, curated_departments, is_auditor
 from kb.api import serializers as s
 from kb.api.authentication import TokenAuth
@@ -34,7 +36,13 @@ from kb.api.idempotency import (
     sse,
 )
 from kb.api.models import ApiToken, TokenUsage
-from kb.api.problems import CONTENT_TYPE, ProblemResponse
+from kb.api.problems import (
+    CONTENT_TYPE,
+    ProblemResponse,
+    index_unavailable_problem,
+    problem,
+    server_error_detail,
+)
 from kb.api.scope import access_scope, collection_ids, token_auth
 from kb.audit import context as audit_context
 from kb.audit.models import AuditRecord
@@ -50,6 +58,7 @@ from kb.portal.services import (
     stream_answer,
     turn_for_history,
 )
+from kb.usage.meter import charged_to, turn_tokens
 
 PROBLEMS = {
     code: OpenApiResponse(s.ProblemSerializer, description=text)
@@ -65,6 +74,8 @@ PROBLEMS = {
         429: "Rate limit reached; see Retry-After",
     }.items()
 }
+
+logger = logging.getLogger(__name__)
 
 
 def _id(name: str) -> OpenApiParameter:
@@ -118,15 +129,17 @@ class ApiView(APIView):
 
 
 def count_use(request: Request, action: str, answer: Answer | None = None) -> None:
-    """One more call of this action by this token today (and the model tokens it used)."""
+    """One more call of this action by this token today (and the model tokens it used, as
+    the usage meter counted them: the answer and the rewrite of a follow-up)."""
     auth = token_auth(request)
+    prompt_tokens, completion_tokens = turn_tokens(answer.turn_id) if answer else (0, 0)
     row, _ = TokenUsage.objects.get_or_create(
         token=auth.token, day=timezone.now().date(), action=action
     )
     TokenUsage.objects.filter(pk=row.pk).update(
         requests=F("requests") + 1,
-        prompt_tokens=F("prompt_tokens") + (answer.prompt_tokens if answer else 0),
-        completion_tokens=F("completion_tokens") + (answer.completion_tokens if answer else 0),
+        prompt_tokens=F("prompt_tokens") + prompt_tokens,
+        completion_tokens=F("completion_tokens") + completion_tokens,
     )
 
 
@@ -200,11 +213,13 @@ def _own_conversation(request: Request, conversation_id: int | None) -> int | No
 ANSWER_EVENT = {
     "type": "object",
     "properties": {
-        "event": {"type": "string", "enum": ["sources", "answer", "done"]},
+        "event": {"type": "string", "enum": ["sources", "answer", "done", "error"]},
         "data": {
             "type": "string",
-            "description": 'JSON: the passages (`sources`), `{"text": ...}` (`answer`), or '
-            "the whole answer as the JSON response has it (`done`).",
+            "description": 'JSON: the passages (`sources`), `{"text": ...}` (`answer`), '
+            "the whole answer as the JSON response has it (`done`), or a problem details "
+            "object (`error`: the stream ends without `done`; `index-unavailable` with "
+            "`retry_after` when the index is down).",
         },
     },
     "required": ["event", "data"],
@@ -225,7 +240,8 @@ class AskView(ApiView):
         summary="Ask a question: the answer with verified citations, or a stream of events",
         description="With `stream: true` the response is server-sent events: `sources`, "
         "`answer` pieces, then `done` with the whole answer (the JSON body otherwise "
-        "returned). Send `Idempotency-Key` to make a retried request return the first answer.",
+        "returned), or `error` with a problem details object if answering fails midway. "
+        "Send `Idempotency-Key` to make a retried request return the first answer.",
     )
     @idempotent
     def post(self, request: Request) -> HttpResponseBase:
@@ -235,7 +251,8 @@ class AskView(ApiView):
         conversation = _own_conversation(request, body.validated_data.get("conversation"))
         scope = access_scope(request)
         if not body.validated_data["stream"]:
-            answer = answer_question(request.user, question, conversation, scope)
+            with charged_to(token_auth(request).token):  # the meter charges the token
+                answer = answer_question(request.user, question, conversation, scope)
             count_use(request, "ask", answer)
             return Response(_answer_json(answer))
         return self._stream(request, question, conversation, scope)
@@ -245,9 +262,10 @@ class AskView(ApiView):
     ) -> StreamingHttpResponse:
         request_context = audit_context.current()
         user = request.user
+        token = token_auth(request).token
 
         def events() -> Iterator[bytes]:
-            with audit_context.acting(request_context):
+            with audit_context.acting(request_context), charged_to(token):
                 try:
                     for event, payload in stream_answer(user, question, conversation, scope):
                         if event == "sources":
@@ -259,6 +277,14 @@ class AskView(ApiView):
                         else:
                             data = {"text": payload}
                         yield sse(event, data)
+                except IndexUnavailable:
+                    # The 200 and the headers are gone already: the stream ends with an
+                    # `error` event holding the problem the JSON request would have had.
+                    logger.warning("streamed ask refused: the index is unavailable", exc_info=True)
+                    yield sse("error", index_unavailable_problem(request.path))
+                except Exception:
+                    logger.exception("streamed answer failed")
+                    yield sse("error", problem(500, server_error_detail(), instance=request.path))
                 finally:
                     release_unfinished_stream(request)
 

@@ -44,6 +44,7 @@ from kb.accounts.access import readable_collection_ids
 from kb.api.models import Webhook, WebhookDelivery
 from kb.audit.trail import record
 from kb.library.models import DocumentVersion
+from kb.ops import offline
 
 logger = logging.getLogger(__name__)
 
@@ -280,7 +281,9 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
         raise DeliveryFailed(refusal)
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310 (scheme checked above; the opener has http(s) handlers only)
     try:
-        with _opener().open(request, timeout=timeout) as response:
+        # The receiver was registered by an admin (with its account's permissions): the
+        # offline guard lets this one delivery reach it, nothing else (kb/ops/offline.py).
+        with offline.permit(url), _opener().open(request, timeout=timeout) as response:
             response.read(1024)
             return int(response.status)
     except urllib.error.HTTPError as exc:

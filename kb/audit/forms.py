@@ -136,6 +136,7 @@ ACTION_GROUPS = {
     "conversation": gettext_noop("Access"),
     "access": gettext_noop("Access"),
     "audit": gettext_noop("Audit trail"),
+    "usage": gettext_noop("Usage and quotas"),
 }
 
 

@@ -5,3 +5,8 @@ class GlossaryConfig(AppConfig):
     name = "kb.glossary"
     label = "glossary"
     verbose_name = "Department glossaries"
+
+    def ready(self) -> None:
+        from kb.glossary import signals
+
+        signals.connect()

@@ -49,9 +49,16 @@ def get_index() -> VectorIndex:
     with _lock:
         if _index is None:
             if settings.QDRANT_URL:
-                from ingest.index.qdrant_server import QdrantServerIndex
+                from ingest.index.qdrant_server import ClusterLayout, QdrantServerIndex
 
-                _index = QdrantServerIndex.from_url(settings.QDRANT_URL, settings.QDRANT_API_KEY)
+                layout = ClusterLayout(
+                    shards=settings.QDRANT_SHARDS or None,
+                    replicas=settings.QDRANT_REPLICAS,
+                    write_consistency=settings.QDRANT_WRITE_CONSISTENCY,
+                )
+                _index = QdrantServerIndex.from_url(
+                    settings.QDRANT_URL, settings.QDRANT_API_KEY, layout=layout
+                )
             else:
                 from ingest.index.qdrant_edge import QdrantEdgeIndex
 
@@ -95,7 +102,9 @@ def get_parser() -> IsolatedRunner:
                 SandboxLimits(
                     memory_mb=settings.KB_PARSE_MEMORY_MB,
                     timeout_seconds=settings.KB_PARSE_TIMEOUT_SECONDS,
-                )
+                ),
+                # No network in the child, not even loopback (kb/ops/offline.py).
+                prelude="kb.ops.offline:install_in_parser",
             )
         return _parser
 

@@ -20,7 +20,6 @@ import os
 import socket
 import time
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
@@ -32,6 +31,7 @@ from ingest.errors import IngestError, NoTextFound
 from ingest.parsing import ParsedDocument
 from kb.api.webhooks import notify_when_committed  # document.indexed / document.failed
 from kb.library.components import get_embedder, get_parser, parse_options
+from kb.library.encryption import plaintext_copy
 from kb.library.indexing import (
     active_generation,
     chunk_texts,
@@ -150,16 +150,19 @@ def _finish_failed(version: DocumentVersion, status: str, code: str, message: st
 
 def _parse(claim: _Claim) -> ParsedDocument:
     version = claim.version
-    result = get_parser().run(
-        {
-            "path": str(Path(version.original.path)),
-            "filename": version.original_name,
-            "options": parse_options().to_json(),
-        },
-        description=repr(version.original_name),
-        on_wait=claim.heartbeat,
-        wait_every=_HEARTBEAT_EVERY,
-    )
+    # The stored original is encrypted; the parser child reads a decrypted copy in a private
+    # temporary directory that is removed as soon as it has answered.
+    with plaintext_copy(version.original.name or "") as path:
+        result = get_parser().run(
+            {
+                "path": str(path),
+                "filename": version.original_name,
+                "options": parse_options().to_json(),
+            },
+            description=repr(version.original_name),
+            on_wait=claim.heartbeat,
+            wait_every=_HEARTBEAT_EVERY,
+        )
     return ParsedDocument.from_json(result)
 
 
@@ -369,7 +372,8 @@ def recover_ingestion(
 
     - claims held by a dead worker: claims of this node from before it (re)started (a Celery
       node name is unique), or any claim whose heartbeat is older than KB_INGEST_STALE_SECONDS;
-    - versions whose task message never reached the broker;
+    - versions whose task message never reached the broker, or was sent more than
+      KB_INGEST_STALE_SECONDS ago and may have been lost with it;
     - replaced or failed versions whose hidden points are past the grace period.
     """
     now = timezone.now()
@@ -397,6 +401,18 @@ def recover_ingestion(
     )
     for version_id in unsent:
         enqueue_version(version_id)
+    # Sent, yet still queued long after: the message may have died with the broker (a Redis
+    # restarted without its append-only file loses its queue; bench/drills.py showed such
+    # uploads stuck in "queued"). Sending again is safe: the claim lets only one task work,
+    # and a duplicate that finds the version taken or done does nothing.
+    lost = list(
+        DocumentVersion.objects.filter(
+            status=Status.QUEUED,
+            enqueued_at__lt=now - timedelta(seconds=settings.KB_INGEST_STALE_SECONDS),
+        ).values_list("pk", flat=True)
+    )
+    for version_id in lost:
+        enqueue_version(version_id)
     grace = now - timedelta(seconds=settings.KB_PURGE_GRACE_SECONDS)
     leftovers = list(
         DocumentVersion.objects.filter(
@@ -407,4 +423,4 @@ def recover_ingestion(
         .values_list("pk", flat=True)
     )
     purged = sum(purge_version(version_id) for version_id in leftovers)
-    return {"requeued": len(stalled), "resent": len(unsent), "purged": purged}
+    return {"requeued": len(stalled), "resent": len(unsent) + len(lost), "purged": purged}

@@ -17,6 +17,7 @@ from django.utils.translation import gettext_lazy as _
 
 from ingest.index import point_id_for_chunk
 from kb.accounts.models import Clearance, Department
+from kb.library.encryption import EncryptedTextField, originals_storage
 
 
 class Collection(models.Model):
@@ -114,7 +115,10 @@ class DocumentVersion(models.Model):
 
     document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="versions")
     number = models.PositiveIntegerField()
-    original = models.FileField(upload_to=_original_upload_path, max_length=300)
+    # Stored encrypted (kb/library/encryption.py); opening it gives the plaintext.
+    original = models.FileField(
+        upload_to=_original_upload_path, storage=originals_storage, max_length=300
+    )
     original_name = models.CharField(max_length=300)
     size_bytes = models.BigIntegerField(default=0)
     sha256 = models.CharField(max_length=64, db_index=True)
@@ -178,7 +182,8 @@ class Chunk(models.Model):
     # Denormalised from the version: access checks and citations start from the document.
     document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="chunks")
     ordinal = models.PositiveIntegerField()
-    text = models.TextField()
+    # Encrypted in the database; nothing may search it in SQL (see EncryptedTextField).
+    text = EncryptedTextField()
     page = models.PositiveIntegerField(null=True, blank=True)
     section_title = models.CharField(max_length=300, blank=True)
     section_path = models.CharField(max_length=1000, blank=True)

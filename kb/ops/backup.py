@@ -264,6 +264,39 @@ def _backup_server_index(work: Path, say: Say) -> dict[str, Any]:
     }
 
 
+def _chunk_key_ids() -> list[str]:
+    from kb.library.rotation import PLAIN, encryption_status
+
+    return sorted(k for k in encryption_status(files=False).chunks if k != PLAIN)
+
+
+def _file_key_ids(root: Path) -> set[str]:
+    from kb.library.encryption import HEADER_BYTES, file_key_id
+
+    found = set()
+    for path in root.rglob("*") if root.is_dir() else ():
+        if path.is_file():
+            with path.open("rb") as handle:
+                key_id = file_key_id(handle.read(HEADER_BYTES))
+            if key_id is not None:
+                found.add(key_id)
+    return found
+
+
+def _check_master_keys(manifest: dict[str, Any]) -> None:
+    """Refuse, before anything is touched, a backup whose data no configured key can read."""
+    from kb.library.encryption import keyring
+
+    needed = set(manifest.get("encryption", {}).get("key_ids", []))
+    missing = sorted(needed - set(keyring().by_id))
+    if missing:
+        raise BackupError(
+            f"the backup's documents are encrypted under master key id(s) {', '.join(missing)}, "
+            "which this installation does not have: set KB_MASTER_KEY (or add it to "
+            "KB_MASTER_KEYS_PREVIOUS) to the key the backup was made with; nothing was restored"
+        )
+
+
 def _dump_database(work: Path, say: Say) -> tuple[list[str], dict[str, Any]]:
     """Dump the database and, from the very same snapshot, read what else the backup needs:
     the stored files the dump refers to, the migrations, generations and counts."""
@@ -301,6 +334,7 @@ def _dump_database(work: Path, say: Say) -> tuple[list[str], dict[str, Any]]:
                 "audit_records": AuditRecord.objects.count(),
                 "audit_last_seq": last or 0,
             },
+            "chunk_key_ids": _chunk_key_ids(),
         }
 
     if connection.vendor == "postgresql":
@@ -422,6 +456,10 @@ def backup(dest: Path, say: Say = _quiet) -> BackupResult:
             "index": index_info,
             "audit": audit,
             "counts": {**info.pop("counts"), "stored_files": len(names), "files": len(inventory)},
+            # The master keys (by id) that restoring this backup needs (encryption at rest).
+            "encryption": {
+                "key_ids": sorted(set(info.pop("chunk_key_ids")) | _file_key_ids(work / FILES))
+            },
             "files": inventory,
         }
         (work / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
@@ -808,6 +846,7 @@ def restore(source: Path, *, force: bool = False, say: Say = _quiet) -> RestoreR
             f"{manifest['counts']['stored_files']} stored files."
         )
         check_backup(root, manifest, say)
+        _check_master_keys(manifest)
         documents, records = _target_contents()
         if documents or records:
             if not force:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -42,13 +42,17 @@ from inference.llm import (
 from inference.retrieval import retrieve
 from ingest.embedding import model_fingerprint
 from ingest.index import AccessScope, IndexHit, MissingCollection
+from ingest.index.unavailable import IndexUnavailable, is_unreachable
 from kb.accounts.access import AnyUser, access_scope_for
 from kb.audit.trail import record
+from kb.glossary.services import lexical_expansion, terms_for_question
 from kb.library.components import get_embedder, get_index
 from kb.library.indexing import active_generation, hidden_version_ids
 from kb.library.models import Chunk, Document
 from kb.ops.metrics import observe_answer
 from kb.portal.models import Conversation, Turn
+from kb.routing.policy import choose_endpoint, rewrite_model
+from kb.usage.meter import Meter, admit, record_usage
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +67,7 @@ class Answer:
     notice: str = ""
     model: str = ""
     model_version: str = ""
+    endpoint: str = ""  # the routing policy's name for where the model ran (kb/routing)
     reasoning: str = ""
     search_query: str = ""
     seconds: float = 0.0
@@ -177,7 +182,10 @@ def describe_chat_model() -> dict[str, str]:
 
 
 def load_sources(hits: list[IndexHit]) -> list[Source]:
-    chunks = Chunk.objects.select_related("document").in_bulk([h.chunk_id for h in hits])
+    # The collection too: its classification decides which model endpoints may see the passage.
+    chunks = Chunk.objects.select_related("document__collection").in_bulk(
+        [h.chunk_id for h in hits]
+    )
     sources: list[Source] = []
     for hit in hits:
         chunk_id = hit.chunk_id
@@ -196,13 +204,17 @@ def load_sources(hits: list[IndexHit]) -> list[Source]:
                 section=chunk.section_path,
                 text=chunk.text,
                 score=score,
+                classification=chunk.document.collection.classification,
             )
         )
     return sources
 
 
-def search_passages(question: str, scope: AccessScope) -> list[IndexHit]:
-    """Retrieval against the served index generation, embedding with its own model."""
+def search_passages(
+    question: str, scope: AccessScope, lexical_expansion: Sequence[str] = ()
+) -> list[IndexHit]:
+    """Retrieval against the served index generation, embedding with its own model.
+    `lexical_expansion`: other forms of glossary terms the question mentions."""
     for attempt in range(2):
         generation = active_generation()
         try:
@@ -217,11 +229,18 @@ def search_passages(question: str, scope: AccessScope) -> list[IndexHit]:
                 min_lexical_score=settings.RETRIEVAL_MIN_LEXICAL_SCORE,
                 mode="dense" if settings.RETRIEVAL_MODE == "dense" else "hybrid",
                 exclude_version_ids=hidden_version_ids(),
+                lexical_expansion=lexical_expansion,
             )
         except MissingCollection:
             # A rebuild switched generations between our read and the query: read again.
             if attempt:
                 raise
+        except Exception as exc:
+            # The index server is down or cut off: a clear "try again shortly" for the
+            # caller (503), not a server error (SECURITY.md case 12, bench/drills.py).
+            if is_unreachable(exc):
+                raise IndexUnavailable(f"the search index did not answer: {exc}") from exc
+            raise
     return []
 
 
@@ -281,22 +300,49 @@ def stream_answer(
     latest = conversation.turns.order_by("-id").values_list("search_query", flat=True)[:3]
     earlier = list(reversed(latest))
     model = get_chat_model()
-    query = search_query_for(question, earlier, model)
-    hits = search_passages(query, scope if scope is not None else access_scope_for(user))
+    # The department's monthly quota, before any model is called: over the hard limit none
+    # is (`blocked`); below it every model call is timed and its tokens counted (kb/usage).
+    meter = admit(user)
+    # The earlier questions go to the rewrite: an on-premises model only (kb/routing).
+    query = search_query_for(question, earlier, meter.wrap(rewrite_model(model)))
+    # The asking person's department glossaries: the terms mentioned widen the lexical search
+    # and go to the model with the sources.
+    glossary = terms_for_question(user, question, query)
+    hits = search_passages(
+        query,
+        scope if scope is not None else access_scope_for(user),
+        lexical_expansion=lexical_expansion(glossary),
+    )
     sources = load_sources(hits)
     yield "sources", sources
-    answer = Answer(question, "", "not_found", sources, search_query=query)
+    answer = Answer(question, "", "not_found", sources, search_query=query, notice=meter.notice)
+    # Which endpoint may see these sources' classification, decided and audited before
+    # anything is sent (kb/routing/policy.py).
+    route = (
+        meter.wrap_route(
+            choose_endpoint(
+                sources,
+                model,
+                chat_model_version(),
+                actor=user,
+                conversation=conversation.pk,
+                with_glossary=bool(glossary),
+            )
+        )
+        if sources and not meter.blocked
+        else None
+    )
     if not sources:
         answer.text = NOT_FOUND_TEXT
-    elif model is None:
-        answer.notice = NOTICE_NO_MODEL
+    elif route is None or route.model is None:
+        answer.notice = (route.notice if route else meter.notice) or NOTICE_NO_MODEL
     else:
-        answer.model = model.model_id
-        answer.model_version = chat_model_version()
+        answer.model = route.model_id
+        answer.model_version = route.model_version
         streamed = False
         try:
             completion: Completion | None = None
-            for item in model.stream(build_messages(question, sources)):
+            for item in route.stream(build_messages(question, sources, glossary)):
                 if isinstance(item, Delta):
                     if item.kind == "answer" and answer.first_token_seconds is None:
                         answer.first_token_seconds = time.monotonic() - started
@@ -307,6 +353,8 @@ def stream_answer(
             if completion is None:
                 raise LLMUnavailable("the model's stream ended without a reply")
             answer.model = completion.model or answer.model
+            # After a fallback these name the on-premises endpoint that answered.
+            answer.endpoint, answer.model_version = route.endpoint, route.model_version
             answer.reasoning = completion.reasoning
             answer.prompt_tokens = completion.prompt_tokens
             answer.completion_tokens = completion.completion_tokens
@@ -321,13 +369,16 @@ def stream_answer(
     if sources and answer.mode != "generated":
         # The passages are the answer: no model produced it, so none is recorded with it.
         answer.mode, answer.model, answer.model_version = "extractive", "", ""
+        answer.endpoint = ""
         answer.text, answer.cited = verify_citations(extractive_answer(sources), len(sources))
     answer.seconds = time.monotonic() - started
-    _record(conversation, answer, hits)
+    _record(conversation, answer, hits, meter)
     yield "done", answer
 
 
-def _record(conversation: Conversation, answer: Answer, hits: list[IndexHit]) -> None:
+def _record(
+    conversation: Conversation, answer: Answer, hits: list[IndexHit], meter: Meter | None = None
+) -> None:
     by_chunk = {h.chunk_id: h for h in hits}
     turn = Turn.objects.create(
         conversation=conversation,
@@ -348,6 +399,8 @@ def _record(conversation: Conversation, answer: Answer, hits: list[IndexHit]) ->
     )
     conversation.save(update_fields=["updated_at"])
     answer.conversation_id, answer.turn_id = conversation.pk, turn.pk
+    if meter is not None:
+        record_usage(meter, answer, turn)  # tokens and GPU-seconds per user, department, token
     record(
         "question.asked",
         actor=conversation.user,
@@ -369,6 +422,7 @@ def _record(conversation: Conversation, answer: Answer, hits: list[IndexHit]) ->
             "mode": answer.mode,
             "model": answer.model,
             "model_version": answer.model_version,
+            "endpoint": answer.endpoint,
             "answer_sha256": hashlib.sha256(answer.text.encode("utf-8")).hexdigest(),
             "seconds": round(answer.seconds, 3),
             "first_token_seconds": (

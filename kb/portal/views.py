@@ -27,6 +27,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from inference.answering import Source
 from ingest.index import MissingCollection
+from ingest.index.unavailable import IndexUnavailable
 from kb.accounts.access import (
     access_scope_for,
     can_download,
@@ -58,6 +59,7 @@ from kb.portal.services import (
     stream_answer,
 )
 from kb.portal.templatetags.answers import source_url, with_citation_links
+from kb.usage.quota import localized_notice
 
 logger = logging.getLogger(__name__)
 
@@ -118,16 +120,36 @@ def ask(request: HttpRequest) -> HttpResponse:
     it the form posts here and the whole answer comes back in the page."""
     form = AskForm(request.POST or None)
     answer = None
+    status = 200
     if request.method == "POST" and form.is_valid():
-        answer = _for_reader(
-            answer_question(
-                request.user, form.cleaned_data["question"], _own_conversation_id(request, form)
+        try:
+            answer = _for_reader(
+                answer_question(
+                    request.user,
+                    form.cleaned_data["question"],
+                    _own_conversation_id(request, form),
+                )
             )
-        )
-        form = AskForm(initial={"conversation": answer.conversation_id})
+            form = AskForm(initial={"conversation": answer.conversation_id})
+        except IndexUnavailable:
+            logger.warning("ask refused: the index is unavailable", exc_info=True)
+            messages.error(request, index_unavailable_message())
+            status = 503
     collections = readable_collections(request.user).select_related("department")
     return render(
-        request, "portal/ask.html", {"form": form, "answer": answer, "collections": collections}
+        request,
+        "portal/ask.html",
+        {"form": form, "answer": answer, "collections": collections},
+        status=status,
+    )
+
+
+def index_unavailable_message() -> str:
+    """What a person is told while the search index is down (SECURITY.md case 12)."""
+    return gettext(
+        "The document index is unavailable right now, so nothing can be searched or "
+        "answered. Uploads are still accepted and will be indexed when it is back. "
+        "Try again in a few minutes."
     )
 
 
@@ -138,7 +160,8 @@ def _for_reader(answer: Answer) -> Answer:
     return dataclasses.replace(
         answer,
         text=gettext(answer.text) if answer.mode == "not_found" else answer.text,
-        notice=gettext(answer.notice) if answer.notice else "",
+        # A quota notice carries values (department, limit, date): kb/usage re-renders it.
+        notice=localized_notice(answer.notice),
     )
 
 
@@ -206,6 +229,9 @@ def ask_stream(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
                     yield _sse("done", _done_json(payload))
                 else:
                     yield _sse(event, {"text": payload})
+        except IndexUnavailable:
+            logger.warning("ask refused: the index is unavailable", exc_info=True)
+            yield _sse("error", {"message": index_unavailable_message()})
         except Exception:
             logger.exception("answering failed")
             yield _sse(
@@ -513,12 +539,21 @@ def search(request: HttpRequest) -> HttpResponse:
     """Passages only, no model: the same retrieval (and access filter) the answers use."""
     query = str(request.GET.get("q", "")).strip()[:2000]
     sources: list[Source] = []
+    status = 200
     if query:
-        hits = search_passages(query, access_scope_for(request.user))
+        try:
+            hits = search_passages(query, access_scope_for(request.user))
+        except IndexUnavailable:
+            logger.warning("search refused: the index is unavailable", exc_info=True)
+            messages.error(request, index_unavailable_message())
+            hits, status = [], 503
         sources = load_sources(hits)
-        record(
-            "search.performed",
-            documents={s.document_id for s in sources},
-            details={"query": query, "chunks": [s.chunk_id for s in sources]},
-        )
-    return render(request, "portal/search.html", {"query": query, "sources": sources})
+        if status == 200:
+            record(
+                "search.performed",
+                documents={s.document_id for s in sources},
+                details={"query": query, "chunks": [s.chunk_id for s in sources]},
+            )
+    return render(
+        request, "portal/search.html", {"query": query, "sources": sources}, status=status
+    )

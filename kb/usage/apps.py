@@ -5,3 +5,8 @@ class UsageConfig(AppConfig):
     name = "kb.usage"
     label = "usage"
     verbose_name = "Usage, quotas and cost"
+
+    def ready(self) -> None:
+        from kb.usage import signals
+
+        signals.connect()

@@ -28,6 +28,7 @@ from django.utils import translation
 
 from kb.accounts.models import AUDITORS_GROUP, Clearance, Department, Membership
 from kb.audit.models import AuditRecord
+from kb.glossary.models import GlossaryEntry
 from kb.library.models import Collection
 from kb.portal import services
 from kb.portal.views import _for_reader
@@ -177,6 +178,9 @@ def pages(
     finance_collection.description = "Travel and expense rules"
     finance_collection.save()
     finance = departments["finance"]
+    entry = GlossaryEntry.objects.create(
+        department=finance, term="Purchase order", abbreviations="PO", term_zh="采购订单"
+    )
     first = AuditRecord.objects.order_by("seq").first()
     assert first is not None
     return {
@@ -198,6 +202,12 @@ def pages(
         "audit verify": reverse("audit:verify"),
         "audit export": reverse("audit:export"),
         "dashboard": reverse("portal:dashboard"),
+        "glossary": reverse("glossary:entries", args=[finance.pk]),
+        "glossary entry": reverse("glossary:entry_edit", args=[finance.pk, entry.pk]),
+        "glossary import": reverse("glossary:import", args=[finance.pk]),
+        "usage": reverse("usage:report"),
+        "department usage": reverse("usage:department", args=[finance.slug]),
+        "cost": reverse("usage:cost"),
     }
 
 
@@ -208,6 +218,7 @@ USER_DATA = (
     "Travel is booked in economy class.",
     "Secret plan",
     "plan.txt",
+    "Purchase order",
 )
 
 
@@ -290,6 +301,10 @@ def test_no_english_ui_text_is_left_in_the_chinese_pages(pages: dict[str, str], 
     assert "已配置的模型" in page and "管理后台" in page
     if runs := _english_runs(page):
         found["models"] = runs
+    page = client.get(reverse("routing:policy"), headers=ZH).content.decode()
+    assert "模型路由" in page
+    if runs := _english_runs(page):
+        found["routing"] = runs
     assert not found, f"English UI text left in zh-hans: {found}"
 
 

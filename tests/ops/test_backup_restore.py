@@ -4,6 +4,7 @@ trail verifies with the same records, and its index holds a point for every pass
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -95,8 +96,11 @@ def _env(database: str, data: Path) -> dict[str, str]:
         KB_FILES_DIR=str(data / "files"),
         AUDIT_CHECKPOINT_DIR=str(data / "audit" / "checkpoints"),
         AUDIT_SIGNING_KEY_FILE=str(data / "audit" / "signing-key.pem"),
+        # The documents in the backup are encrypted: restoring needs the same master key.
+        KB_MASTER_KEY=django_settings.KB_MASTER_KEY,
         HF_HUB_OFFLINE="1",
     )
+    env.pop("KB_MASTER_KEY_FILE", None)
     env.pop("DJANGO_SETTINGS_MODULE", None)
     return env
 
@@ -178,6 +182,21 @@ def test_backup_then_restore_into_a_fresh_installation(
     assert refused.returncode != 0
     assert "the backup is corrupted" in refused.stderr
     assert "does not match its SHA-256" in refused.stderr
+    assert _table_count(restore_database) == 0
+
+    # The backup carries ciphertext; without the master key it was made with, it is refused
+    # before anything is touched.
+    assert not any(
+        b"Chief Financial Officer" in p.read_bytes()
+        for p in (backup_dir / "files").rglob("*")
+        if p.is_file()
+    )
+    assert len(manifest["encryption"]["key_ids"]) == 1
+    another_key = base64.b64encode(secrets.token_bytes(32)).decode()
+    other_key = _manage({**env, "KB_MASTER_KEY": another_key}, "restore", str(backup_dir))
+    assert other_key.returncode != 0
+    assert manifest["encryption"]["key_ids"][0] in other_key.stderr
+    assert "which this installation does not have" in other_key.stderr
     assert _table_count(restore_database) == 0
 
     # The same backup as one .tar is what is restored.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -31,6 +32,7 @@ def production_environment(tmp_path: Path) -> dict[str, str]:
                 "DATABASE_URL", "postgres://postgres@127.0.0.1:5432/kb_deploy"
             ),
             "SECRET_KEY": secrets.token_urlsafe(50),
+            "KB_MASTER_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
             "ALLOWED_HOSTS": "kb.example.internal",
             "CSRF_TRUSTED_ORIGINS": "https://kb.example.internal",
             "KB_TRUSTED_PROXIES": "172.30.0.2",

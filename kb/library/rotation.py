@@ -1,0 +1,188 @@
+"""Which master key protects what, and re-encryption under the current one (key rotation).
+
+Rotation runs beside the live portal and workers: they read with the current key and the
+previous ones (`KB_MASTER_KEYS_PREVIOUS`) and write with the current one, so nothing stops.
+Chunk texts are re-encrypted in batches, each in its own transaction with its rows locked;
+each original is re-encrypted under its version's row lock (so a concurrent delete waits and
+then removes the new file) into a temporary name renamed over the old file. Running it again
+finds nothing left to do; once `status` shows everything under the current key id, the old
+key can be removed from the configuration.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from django.db import transaction
+from django.db.models import CharField, Count
+from django.db.models.functions import Substr
+
+from kb.audit.trail import record
+from kb.library.encryption import (
+    KEY_ID_BYTES,
+    TEXT_PREFIX,
+    DecryptionError,
+    keyring,
+    reencrypt_file,
+    stored_key_id,
+)
+from kb.library.models import Chunk, DocumentVersion
+
+logger = logging.getLogger(__name__)
+
+PLAIN = "plain"
+MISSING = "missing"
+BATCH = 500
+
+
+@dataclass
+class KeyUsage:
+    """Items per key id ("plain": not encrypted; "missing": a stored file that is gone)."""
+
+    current_key_id: str
+    chunks: Counter[str] = field(default_factory=Counter)
+    files: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def all_current(self) -> bool:
+        return set(self.chunks) <= {self.current_key_id} and set(self.files) <= {
+            self.current_key_id
+        }
+
+
+def encryption_status(*, files: bool = True) -> KeyUsage:
+    usage = KeyUsage(keyring().current.key_id)
+    head = len(TEXT_PREFIX) + 2 * KEY_ID_BYTES
+    # Counted in SQL on the stored form, which is never decrypted here.
+    rows = (
+        Chunk.objects.exclude(text="")
+        .annotate(head=Substr("text", 1, head, output_field=CharField()))
+        .values("head")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    for row in rows:
+        stored_head: str = row["head"]
+        key_id = stored_head[len(TEXT_PREFIX) :] if stored_head.startswith(TEXT_PREFIX) else PLAIN
+        usage.chunks[key_id] += row["n"]
+    for name in _stored_names() if files else []:
+        try:
+            usage.files[stored_key_id(name) or PLAIN] += 1
+        except OSError:
+            usage.files[MISSING] += 1
+    return usage
+
+
+def _stored_names() -> list[str]:
+    return list(
+        DocumentVersion.objects.exclude(original="")
+        .order_by("pk")
+        .values_list("original", flat=True)
+        .distinct()
+    )
+
+
+@dataclass
+class RotationResult:
+    key_id: str
+    chunks: int = 0
+    files: int = 0
+    missing_files: list[str] = field(default_factory=list)
+
+
+def _rotate_chunks(prefix: str, say: Callable[[str], None]) -> int:
+    done = 0
+    after = 0
+    while True:
+        ids = list(
+            Chunk.objects.filter(pk__gt=after)
+            .exclude(text__startswith=prefix)
+            .exclude(text="")
+            .order_by("pk")
+            .values_list("pk", flat=True)[:BATCH]
+        )
+        if not ids:
+            return done
+        with transaction.atomic():
+            rows = list(
+                Chunk.objects.select_for_update()
+                .filter(pk__in=ids)
+                .exclude(text__startswith=prefix)
+                .order_by("pk")
+            )
+            # Saving goes through EncryptedTextField, which writes under the current key.
+            Chunk.objects.bulk_update(rows, ["text"])
+        done += len(rows)
+        after = ids[-1]
+        say(f"  {done} chunk texts re-encrypted")
+
+
+def _rotate_files(current: str, result: RotationResult, say: Callable[[str], None]) -> None:
+    versions = list(
+        DocumentVersion.objects.exclude(original="").order_by("pk").values_list("pk", flat=True)
+    )
+    for number, version_id in enumerate(versions, start=1):
+        with transaction.atomic():
+            version = DocumentVersion.objects.select_for_update().filter(pk=version_id).first()
+            if version is None or not version.original.name:
+                continue  # deleted meanwhile
+            try:
+                if stored_key_id(version.original.name) == current:
+                    continue
+                if reencrypt_file(version.original.name):
+                    result.files += 1
+            except FileNotFoundError:
+                result.missing_files.append(version.original.name)
+        if number % 100 == 0:
+            say(f"  {number}/{len(versions)} stored files checked")
+
+
+def rotate_keys(say: Callable[[str], None] = lambda message: None) -> RotationResult:
+    """Re-encrypt every chunk text and stored original not under the current master key.
+
+    Audited when it starts and when it ends (with its counts, or the error that stopped it).
+    """
+    ring = keyring()
+    current = ring.current.key_id
+    result = RotationResult(current)
+    record(
+        "encryption.rotation_started",
+        target=("master_key", current),
+        details={"key_id": current, "readable_key_ids": sorted(ring.by_id)},
+    )
+    try:
+        result.chunks = _rotate_chunks(f"{TEXT_PREFIX}{current}:", say)
+        _rotate_files(current, result, say)
+    except (DecryptionError, OSError) as exc:
+        record(
+            "encryption.rotated",
+            outcome="failure",
+            target=("master_key", current),
+            details={
+                "key_id": current,
+                "chunks": result.chunks,
+                "files": result.files,
+                "error": str(exc)[:1000],
+            },
+        )
+        raise
+    record(
+        "encryption.rotated",
+        target=("master_key", current),
+        details={
+            "key_id": current,
+            "chunks": result.chunks,
+            "files": result.files,
+            "missing_files": len(result.missing_files),
+        },
+    )
+    logger.info(
+        "re-encrypted %d chunk texts and %d files under key %s",
+        result.chunks,
+        result.files,
+        current,
+    )
+    return result

@@ -66,6 +66,9 @@ bench: $(VENV)/.test
 	$(BENCH_ENV) $(BIN)/python bench/ttft.py
 	$(BENCH_ENV) $(BIN)/python bench/retrieval.py
 	$(BENCH_ENV) $(BIN)/python bench/load.py
+	$(BENCH_ENV) $(BIN)/python bench/drills.py
+	# Last: it reads ingest.json and load.json for the capacity table.
+	$(BENCH_ENV) $(BIN)/python bench/capacity.py
 
 clean:
 	rm -rf $(VENV) var

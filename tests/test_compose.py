@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 
 COMPOSE = Path(__file__).resolve().parents[1] / "compose"
@@ -206,3 +207,431 @@ def test_docker_compose_validates_the_file(tmp_path: Path) -> None:
         cwd=copy,
     )
     assert result.returncode == 0, result.stderr
+
+
+# --- every compose file against the Compose Specification -------------------------------------
+# tests/data/compose-spec.json is the official schema (see tests/data/compose-spec.README.md).
+
+SCALE = COMPOSE / "scale"
+SCHEMA = Path(__file__).resolve().parent / "data" / "compose-spec.json"
+
+
+class ComposeLoader(yaml.SafeLoader):
+    """YAML as Compose reads it: `!override` and `!reset` (merge control for overlays) are
+    tags on ordinary values, which the plain safe loader would refuse."""
+
+
+def _tagged(loader: yaml.SafeLoader, node: yaml.Node) -> object:
+    if isinstance(node, yaml.MappingNode):
+        return loader.construct_mapping(node, deep=True)
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node, deep=True)
+    return loader.construct_scalar(node)  # type: ignore[arg-type]
+
+
+ComposeLoader.add_constructor("!override", _tagged)
+ComposeLoader.add_constructor("!reset", _tagged)
+
+
+def read_env(*paths: Path) -> dict[str, str]:
+    """KEY=value lines, later files winning, as compose reads an .env file."""
+    env: dict[str, str] = {}
+    for path in paths:
+        for line in path.read_text().splitlines():
+            if line.strip() and not line.lstrip().startswith("#"):
+                key, value = line.split("=", 1)
+                env[key.strip()] = value
+    return env
+
+
+# $$ (a literal dollar), ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?err}, ${NAME?err},
+# ${NAME:+alt}, ${NAME+alt} and bare $NAME: Compose's interpolation.
+_VARIABLE = re.compile(
+    r"\$(?:(?P<escaped>\$)|\{(?P<braced>\w+)(?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}|(?P<bare>\w+))"
+)
+
+
+class Undefined(KeyError):
+    pass
+
+
+def interpolate(value: object, env: dict[str, str]) -> object:
+    if isinstance(value, dict):
+        return {key: interpolate(item, env) for key, item in value.items()}
+    if isinstance(value, list):
+        return [interpolate(item, env) for item in value]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        if match["escaped"]:
+            return "$"
+        name = match["braced"] or match["bare"]
+        op, arg = match["op"], match["arg"] or ""
+        present = name in env
+        non_empty = present and env[name] != ""
+        if op in (":-", "-"):
+            return env[name] if (non_empty if op == ":-" else present) else arg
+        if op in (":+", "+"):
+            return arg if (non_empty if op == ":+" else present) else ""
+        if not present or (op == ":?" and not non_empty):
+            raise Undefined(f"{name} is not defined ({arg})" if arg else name)
+        return env[name]
+
+    return _VARIABLE.sub(substitute, value)
+
+
+def test_interpolation_follows_compose() -> None:
+    env = {"A": "1", "E": ""}
+    assert interpolate("x${A}y$A-$$A", env) == "x1y1-$A"
+    assert interpolate("${E:-d} ${E-d} ${B:-d} ${A:+on} ${E:+on} ${E+on}", env) == "d  d on  on"
+    with pytest.raises(Undefined, match="B"):
+        interpolate({"k": ["${B}"]}, env)
+    with pytest.raises(Undefined, match="E is not defined"):
+        interpolate("${E:?required}", env)
+
+
+def compose_files() -> dict[Path, dict[str, str]]:
+    """Each compose file with the environment it is interpolated from: the one-machine file
+    from env.example; the scale files from env.example followed by scale/env.example (one
+    .env per machine, README "Scaling past one machine")."""
+    base = read_env(COMPOSE / "env.example")
+    scaled = read_env(COMPOSE / "env.example", SCALE / "env.example")
+    files = {COMPOSE / "docker-compose.yml": base}
+    files.update({path: scaled for path in sorted(SCALE.glob("*.yml"))})
+    return files
+
+
+def test_every_compose_file_is_valid_against_the_compose_specification() -> None:
+    import json
+
+    from jsonschema import validators
+
+    schema = json.loads(SCHEMA.read_text())
+    validator_class = validators.validator_for(schema)
+    validator_class.check_schema(schema)
+    validator = validator_class(schema)
+    files = compose_files()
+    assert {path.name for path in files} >= {
+        "docker-compose.yml", "central.yml", "qdrant-cluster.yml", "gpu-worker.yml",
+        "vllm-replica.yml", "postgres-replica.yml",
+    }  # fmt: skip
+    for path, env in files.items():
+        raw = yaml.load(path.read_text(), Loader=ComposeLoader)  # noqa: S506 (a SafeLoader)
+        # Raises Undefined for any variable the environment does not define.
+        data = interpolate(raw, env)
+        errors = [
+            f"{path.name}: {'/'.join(map(str, error.absolute_path))}: {error.message}"
+            for error in validator.iter_errors(data)
+        ]
+        assert errors == []
+
+
+def test_the_schema_rejects_what_compose_rejects() -> None:
+    """The check can fail: a misspelt key and a wrong type are errors."""
+    import json
+
+    from jsonschema import validators
+
+    schema = json.loads(SCHEMA.read_text())
+    validator = validators.validator_for(schema)(schema)
+    assert not list(validator.iter_errors({"services": {"web": {"image": "x"}}}))
+    assert list(validator.iter_errors({"services": {"web": {"imagee": "x"}}}))
+    assert list(validator.iter_errors({"services": {"web": {"ports": {"80": 80}}}}))
+
+
+def test_every_scale_variable_is_used() -> None:
+    used = set()
+    for path in [*SCALE.rglob("*"), COMPOSE / "postgres-init" / "20-replication.sh"]:
+        if path.is_file() and path.name != "env.example":
+            used |= set(re.findall(r"\$\{?(\w+)", path.read_text()))
+    # Read by the app containers through env_file and by central.yml's environment.
+    assert set(read_env(SCALE / "env.example")) - used == set()
+
+
+# --- the scaled layout ---------------------------------------------------------------------------
+
+
+def load_scale(name: str) -> dict[str, dict[str, dict[str, object]]]:
+    data = yaml.load((SCALE / name).read_text(), Loader=ComposeLoader)  # noqa: S506
+    assert isinstance(data, dict)
+    return data
+
+
+def test_the_qdrant_cluster_has_three_nodes_joining_the_first() -> None:
+    services = load_scale("qdrant-cluster.yml")["services"]
+    assert sorted(services) == ["qdrant-1", "qdrant-2", "qdrant-3"]
+    first = "http://${QDRANT_NODE_1_IP}:6335"
+    for n, service in enumerate((services[f"qdrant-{i}"] for i in (1, 2, 3)), start=1):
+        environment = service["environment"]
+        assert isinstance(environment, dict)
+        assert environment["QDRANT__CLUSTER__ENABLED"] == "true"
+        assert environment["QDRANT__SERVICE__API_KEY"] == "${QDRANT_API_KEY}"
+        assert environment["QDRANT__TELEMETRY_DISABLED"] == "true"
+        command = service["command"]
+        assert isinstance(command, list)
+        assert command[command.index("--uri") + 1] == f"http://${{QDRANT_NODE_{n}_IP}}:6335"
+        assert ("--bootstrap" in command) == (n > 1)
+        if n > 1:
+            assert command[command.index("--bootstrap") + 1] == first
+        assert service["profiles"] == [f"node-{n}"]
+        # Published on the node's private address only.
+        ports = service["ports"]
+        assert isinstance(ports, list)
+        assert all(str(p).startswith(f"${{QDRANT_NODE_{n}_IP}}:") for p in ports)
+    env = read_env(SCALE / "env.example")
+    assert int(env["QDRANT_WRITE_CONSISTENCY"]) <= int(env["QDRANT_REPLICAS"]) <= 3
+
+
+def test_gpu_workers_join_the_central_services_under_their_own_names() -> None:
+    worker = load_scale("gpu-worker.yml")["services"]["worker"]
+    command = worker["command"]
+    assert isinstance(command, list)
+    assert command[:3] == ["celery", "-A", "kb"] and "worker" in command
+    assert command[command.index("-n") + 1] == f"ingest@{worker['hostname']}"
+    assert worker["hostname"] == "${KB_WORKER_NAME}"
+    assert command[command.index("--pool") + 1] == "threads"
+    environment = worker["environment"]
+    assert isinstance(environment, dict)
+    assert str(environment["DATABASE_URL"]).startswith("postgres://kb_app:")
+    assert "${KB_CENTRAL_IP}" in str(environment["CELERY_BROKER_URL"])
+    assert environment["QDRANT_URL"] == "${QDRANT_URL}"
+    devices = worker["deploy"]["resources"]["reservations"]["devices"]  # type: ignore[index]
+    assert devices == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]
+    assert "ports" not in worker
+
+
+def test_the_central_machine_uses_the_cluster_the_balancer_and_the_replica() -> None:
+    central = load_scale("central.yml")
+    services = central["services"]
+    for name in ("qdrant", "vllm", "worker"):
+        assert services[name]["profiles"] == ["single-machine"]
+    base = load()["services"]
+    for name in ("web", "beat"):
+        environment = services[name]["environment"]
+        assert isinstance(environment, dict)
+        assert environment["LLM_BASE_URL"] == "http://llm-balancer:8080/v1"
+        assert environment["QDRANT_URL"] == "${QDRANT_URL}"
+        assert environment["QDRANT_SHARDS"] == "${QDRANT_SHARDS}"
+        url = str(environment["DATABASE_URL"])
+        assert "@postgres,${KB_PG_REPLICA_HOST}/kb?target_session_attrs=read-write" in url
+        # The overlay's dependencies replace the base's, which name the local Qdrant.
+        assert "qdrant" in base[name]["depends_on"]  # type: ignore[operator]
+        assert "qdrant" not in services[name]["depends_on"]  # type: ignore[operator]
+    assert "/scale/nginx/llm-balancer.conf.template:" in str(services["llm-balancer"]["volumes"])
+    environment = services["postgres"]["environment"]
+    assert isinstance(environment, dict)
+    assert "KB_REPLICATION_PASSWORD" in environment
+    assert "wal_level=replica" in services["postgres"]["command"]  # type: ignore[operator]
+    # The libpq form the overlay relies on survives the app's URL parsing.
+    import dj_database_url
+
+    parsed = dj_database_url.parse(
+        "postgres://kb_app:pw@postgres,10.0.1.11/kb?target_session_attrs=read-write"
+    )
+    assert parsed["HOST"] == "postgres,10.0.1.11"
+    assert parsed["OPTIONS"] == {"target_session_attrs": "read-write"}
+
+
+def test_the_standby_copies_the_primary_through_its_slot() -> None:
+    replica = load_scale("postgres-replica.yml")["services"]["postgres-replica"]
+    assert replica["entrypoint"] == ["/usr/local/bin/kb-standby.sh"]
+    script = (SCALE / "postgres-replica" / "standby.sh").read_text()
+    assert "--write-recovery-conf" in script and "--slot=" in script
+    assert "hot_standby=on" in script
+    assert subprocess_ok(["sh", "-n", str(SCALE / "postgres-replica" / "standby.sh")])
+
+
+def subprocess_ok(command: list[str]) -> bool:
+    import subprocess
+
+    return subprocess.run(command, capture_output=True, check=False).returncode == 0
+
+
+def test_the_replication_init_script_creates_the_role_slot_and_access(tmp_path: Path) -> None:
+    """Runs compose/postgres-init/20-replication.sh against the test PostgreSQL."""
+    import os
+    import secrets
+    import subprocess
+
+    import psycopg
+
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith("postgres"):
+        pytest.skip("needs the test PostgreSQL (DATABASE_URL)")
+    # Roles and slots belong to the whole server: its maintenance database will do.
+    database = "postgres"
+    base_url = url.rsplit("/", 1)[0]
+    script = COMPOSE / "postgres-init" / "20-replication.sh"
+    role, slot = f"kb_repl_{secrets.token_hex(4)}", f"kb_slot_{secrets.token_hex(4)}"
+    hba = tmp_path / "pg_hba.conf"
+    hba.write_text("local all all trust\n")
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("KB_REPL")},
+        "PGHOST": "127.0.0.1", "PGDATA": str(tmp_path), "POSTGRES_USER": "postgres",
+        "POSTGRES_DB": database, "KB_REPLICATION_ROLE": role, "KB_REPLICATION_SLOT": slot,
+        "KB_REPLICA_CIDR": "10.0.1.11/32",
+    }  # fmt: skip
+    # One machine: no password, nothing happens.
+    subprocess.run(["sh", str(script)], env=env, check=True, capture_output=True)
+    assert hba.read_text() == "local all all trust\n"
+    env["KB_REPLICATION_PASSWORD"] = secrets.token_hex(8)
+    try:
+        subprocess.run(["sh", str(script)], env=env, check=True, capture_output=True)
+        with psycopg.connect(f"{base_url}/{database}", autocommit=True) as admin:
+            attributes = admin.execute(
+                "SELECT rolreplication, rolsuper, rolcanlogin FROM pg_roles WHERE rolname = %s",
+                [role],
+            ).fetchone()
+            kind = admin.execute(
+                "SELECT slot_type FROM pg_replication_slots WHERE slot_name = %s", [slot]
+            ).fetchone()
+        assert attributes == (True, False, True)
+        assert kind == ("physical",)
+        assert hba.read_text().splitlines()[-1] == (
+            f"host replication {role} 10.0.1.11/32 scram-sha-256"
+        )
+    finally:
+        with psycopg.connect(f"{base_url}/{database}", autocommit=True) as admin:
+            if admin.execute(
+                "SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", [slot]
+            ).fetchone():
+                admin.execute("SELECT pg_drop_replication_slot(%s)", [slot])
+            admin.execute(f'DROP ROLE IF EXISTS "{role}"')
+
+
+# --- nginx -t on the rendered configurations -----------------------------------------------------
+
+NGINX = Path("/usr/sbin/nginx")
+
+
+def render_template(template: str, environment: dict[str, str]) -> str:
+    """As the nginx image does (envsubst with the list of defined variables): ${NAME} and
+    $NAME of the container's variables are replaced, every other $word is nginx's own."""
+    names = "|".join(map(re.escape, sorted(environment, key=len, reverse=True)))
+    return re.sub(
+        rf"\$\{{({names})\}}|\$({names})\b",
+        lambda m: environment[m[1] or m[2]],
+        template,
+    )
+
+
+def nginx_version() -> tuple[int, ...]:
+    import subprocess
+
+    banner = subprocess.run([str(NGINX), "-v"], capture_output=True, text=True).stderr
+    match = re.search(r"nginx/(\d+)\.(\d+)\.(\d+)", banner)
+    assert match is not None, banner
+    return tuple(int(part) for part in match.groups())
+
+
+def nginx_test(config: str, tmp_path: Path) -> None:
+    """`nginx -t` on one rendered conf.d file inside a minimal main configuration."""
+    import subprocess
+
+    conf_d = tmp_path / "conf.d"
+    conf_d.mkdir()
+    if nginx_version() < (1, 25, 1):
+        # The image runs 1.27; `http2 on;` (1.25.1) is the one directive older nginx lacks.
+        config = config.replace("http2 on;", "")
+    (conf_d / "default.conf").write_text(config)
+    (tmp_path / "nginx.conf").write_text(
+        f"pid {tmp_path}/nginx.pid;\nerror_log stderr;\nevents {{}}\nhttp {{\n"
+        + "".join(
+            f"    {kind}_temp_path {tmp_path}/{kind};\n"
+            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
+        + f"    access_log off;\n    include {conf_d}/*.conf;\n}}\n"
+    )
+    result = subprocess.run(
+        [str(NGINX), "-t", "-e", "stderr", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "test is successful" in result.stderr
+
+
+def self_signed_certificate(folder: Path) -> None:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kb.example.internal")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    folder.mkdir()
+    env = example_env()
+    (folder / env["KB_TLS_CERT_FILE"]).write_bytes(
+        certificate.public_bytes(serialization.Encoding.PEM)
+    )
+    (folder / env["KB_TLS_KEY_FILE"]).write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+
+
+def container_environment(compose: Path, service: str, env: dict[str, str]) -> dict[str, str]:
+    data = yaml.load(compose.read_text(), Loader=ComposeLoader)  # noqa: S506
+    environment = interpolate(data["services"][service]["environment"], env)
+    assert isinstance(environment, dict)
+    return {str(k): str(v) for k, v in environment.items()}
+
+
+needs_nginx = pytest.mark.skipif(
+    not NGINX.is_file(), reason="/usr/sbin/nginx is not installed (Debian: nginx-light)"
+)
+
+
+@needs_nginx
+def test_nginx_accepts_the_rendered_tls_proxy_configuration(tmp_path: Path) -> None:
+    environment = container_environment(COMPOSE / "docker-compose.yml", "proxy", example_env())
+    config = render_template(nginx_config(), environment)
+    assert "${" not in re.sub(r"#.*", "", config)  # every variable it uses is defined
+    # nginx -t resolves upstream host names: the compose services' names exist only on the
+    # compose network, so here (only here) they become the loopback address.
+    for service in load()["services"]:
+        config = re.sub(rf"(\bserver\s+){re.escape(service)}(:\d+)", r"\g<1>127.0.0.1\2", config)
+    self_signed_certificate(tmp_path / "certs")
+    config = config.replace("/etc/nginx/certs/", f"{tmp_path}/certs/")
+    nginx_test(config, tmp_path)
+
+
+@needs_nginx
+def test_nginx_accepts_the_rendered_llm_balancer_configuration(tmp_path: Path) -> None:
+    env = read_env(COMPOSE / "env.example", SCALE / "env.example")
+    environment = container_environment(SCALE / "central.yml", "llm-balancer", env)
+    template = (SCALE / "nginx" / "llm-balancer.conf.template").read_text()
+    config = render_template(template, environment)
+    assert "${" not in re.sub(r"#.*", "", config)  # every variable it uses is defined
+    nginx_test(config, tmp_path)
+    upstream = re.search(r"upstream vllm \{(.*?)\}", config, re.DOTALL)
+    assert upstream is not None
+    assert "least_conn;" in upstream.group(1)
+    servers = re.findall(r"server (\S+) max_fails=\d+ fail_timeout=\d+s;", upstream.group(1))
+    assert servers == [env["VLLM_REPLICA_1"], env["VLLM_REPLICA_2"], env["VLLM_REPLICA_3"]]
+    assert "proxy_buffering off;" in config
+    assert int(re.findall(r"proxy_read_timeout (\d+)s;", config)[0]) >= 600
+
+
+@needs_nginx
+def test_nginx_t_fails_on_a_broken_configuration(tmp_path: Path) -> None:
+    """The check can fail: an unknown directive is reported."""
+    with pytest.raises(AssertionError, match="unknown directive"):
+        nginx_test("server { listen 8080; proxy_bufering off; }\n", tmp_path)

@@ -13,6 +13,8 @@ does, so both report the same fused score and both channel scores.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import UnexpectedResponse
 
@@ -52,17 +54,49 @@ def _sparse(vector: SparseVector) -> models.SparseVector:
     return models.SparseVector(indices=list(vector.indices), values=list(vector.values))
 
 
+@dataclass(frozen=True)
+class ClusterLayout:
+    """How a new collection is spread over a Qdrant cluster (compose/scale/).
+
+    `shards` None leaves the count to the server (one per node when the collection is
+    created). Each shard is kept on `replicas` nodes, and a write is acknowledged once
+    `write_consistency` of them have applied it. The defaults are a single node's. It
+    applies to collections created from now on: an existing generation keeps its layout
+    until `manage.py reindex` rebuilds it (or Qdrant's own shard operations move it).
+    """
+
+    shards: int | None = None
+    replicas: int = 1
+    write_consistency: int = 1
+
+    def __post_init__(self) -> None:
+        if self.shards is not None and self.shards < 1:
+            raise ValueError(f"shards must be at least 1, not {self.shards}")
+        if not 1 <= self.write_consistency <= self.replicas:
+            raise ValueError(
+                f"write consistency {self.write_consistency} must be between 1 and the "
+                f"replication factor {self.replicas}"
+            )
+
+
 class QdrantServerIndex:
-    def __init__(self, client: QdrantClient) -> None:
+    def __init__(self, client: QdrantClient, layout: ClusterLayout | None = None) -> None:
         self.client = client
+        self.layout = layout or ClusterLayout()
         # Whether each collection has the lexical vector (schema 2); older ones are dense
         # only. A generation's name is never reused, so the answer never goes stale.
         self._lexical: dict[str, bool] = {}
         self._scope_sizes = ScopeSizes()
 
     @classmethod
-    def from_url(cls, url: str, api_key: str | None, timeout: int = 30) -> QdrantServerIndex:
-        return cls(QdrantClient(url=url, api_key=api_key, timeout=timeout))
+    def from_url(
+        cls,
+        url: str,
+        api_key: str | None,
+        timeout: int = 30,
+        layout: ClusterLayout | None = None,
+    ) -> QdrantServerIndex:
+        return cls(QdrantClient(url=url, api_key=api_key, timeout=timeout), layout)
 
     def _require(self, name: str) -> None:
         if not self.client.collection_exists(name):
@@ -82,6 +116,9 @@ class QdrantServerIndex:
                 SPARSE_VECTOR: models.SparseVectorParams(modifier=models.Modifier.IDF)
             },
             metadata={_SCHEMA_KEY: INDEX_SCHEMA_VERSION},
+            shard_number=self.layout.shards,
+            replication_factor=self.layout.replicas,
+            write_consistency_factor=self.layout.write_consistency,
         )
         # Indexes for the fields every filter uses. (Local mode ignores payload indexes.)
         for key in INTEGER_FIELDS:

@@ -156,11 +156,18 @@ def hosts_in(value: str, separator: str = "") -> set[str]:
         if "://" not in url:
             url = f"//{url}"  # a bare host[:port]
         try:
-            host = urlsplit(url).hostname
+            netloc = urlsplit(url).netloc
         except ValueError:
             continue
-        if host:
-            hosts.add(_normal(host))
+        # libpq's multi-host form, postgres://user:pw@primary:5432,standby:5432/kb (the
+        # failover layout in compose/scale): every listed host is a configured service.
+        for item in netloc.rsplit("@", 1)[-1].split(","):
+            try:
+                host = urlsplit(f"//{item}").hostname
+            except ValueError:
+                continue
+            if host:
+                hosts.add(_normal(host))
     return hosts
 
 

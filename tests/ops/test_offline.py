@@ -196,7 +196,8 @@ def test_model_endpoints_an_admin_enabled_are_allowed_external_ones_only_when_al
 
 def test_the_configured_services_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in {
-        "DATABASE_URL": "postgres://kb:pa%3Bss@db.corp:5432/kb",
+        # libpq's multi-host failover form (compose/scale): both hosts are services.
+        "DATABASE_URL": "postgres://kb:pa%3Bss@db.corp:5432,10.0.1.11:5432/kb",
         "CELERY_BROKER_URL": "redis://redis-a:6379/0;redis://redis-b:6379/0",
         "CACHE_URL": "redis://cache:6379/1",
         "QDRANT_URL": "http://qdrant:6333",
@@ -210,6 +211,7 @@ def test_the_configured_services_come_from_the_environment(monkeypatch: pytest.M
     hosts = set().union(*offline.configured_hosts().values())
     assert hosts == {
         "db.corp",
+        "10.0.1.11",
         "redis-a",
         "redis-b",
         "cache",

@@ -47,6 +47,7 @@ from kb.api.scope import access_scope, collection_ids, token_auth
 from kb.audit import context as audit_context
 from kb.audit.models import AuditRecord
 from kb.audit.trail import denied, record
+from kb.glossary.services import lexical_expansion, terms_for_question
 from kb.library.models import Collection, Document
 from kb.library.services import BatchResult, UploadRejected, delete_document, upload_any
 from kb.portal.models import Conversation
@@ -188,7 +189,8 @@ class SearchView(ApiView):
         body = s.SearchRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         query = body.validated_data["query"]
-        sources = load_sources(search_passages(query, access_scope(request)))
+        expansion = lexical_expansion(terms_for_question(request.user, query))  # glossaries
+        sources = load_sources(search_passages(query, access_scope(request), expansion))
         record(
             "search.performed",
             documents={source.document_id for source in sources},

@@ -37,6 +37,7 @@ from kb.accounts.access import (
 )
 from kb.audit import context as audit_context
 from kb.audit.trail import denied, record
+from kb.glossary.services import lexical_expansion, terms_for_question
 from kb.library.components import get_index
 from kb.library.management.commands.serve_llm import vllm_command
 from kb.library.models import Collection, Document, DocumentVersion, IndexGeneration
@@ -542,7 +543,9 @@ def search(request: HttpRequest) -> HttpResponse:
     status = 200
     if query:
         try:
-            hits = search_passages(query, access_scope_for(request.user))
+            # The asker's department glossaries widen the lexical search, as for answers.
+            expansion = lexical_expansion(terms_for_question(request.user, query))
+            hits = search_passages(query, access_scope_for(request.user), expansion)
         except IndexUnavailable:
             logger.warning("search refused: the index is unavailable", exc_info=True)
             messages.error(request, index_unavailable_message())

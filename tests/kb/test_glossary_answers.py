@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.test import Client
+from django.urls import reverse
 
 from inference.llm import Completion, Delta, OpenAICompatibleLLM
 from kb.accounts.models import Department
@@ -15,6 +17,7 @@ from kb.glossary.models import GlossaryEntry
 from kb.glossary.services import terms_for_question
 from kb.library.models import Collection
 from kb.portal import services
+from tests.api.conftest import api, service_account, token_for
 from tests.ingesting import ingest_text
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -62,6 +65,26 @@ def test_a_glossary_entry_lets_an_english_abbreviation_find_a_chinese_rule(
     assert documents["po"] in found(frank)
     # The dense query is still the question: the English policy is not pushed out.
     assert documents["travel"] in found(frank, "What is the hotel limit in Munich?")
+
+
+def test_passage_search_in_the_portal_and_the_api_uses_the_glossary_too(
+    documents: dict[str, int], departments: dict[str, Department], frank: User
+) -> None:
+    client = Client()
+    client.force_login(frank)
+
+    def portal_finds_the_rule() -> bool:
+        page = client.get(reverse("portal:search"), {"q": QUESTION}).content.decode()
+        return "采购订单" in page
+
+    assert not portal_finds_the_rule()
+    po_entry(departments["finance"])
+    assert portal_finds_the_rule()
+    # An ERP integration that belongs to Finance: Finance's glossary is its glossary.
+    token = token_for(service_account("finance-erp", departments["finance"]), ["search"])
+    response = api(token).post("/api/v1/search", {"query": QUESTION}, format="json")
+    assert response.status_code == 200, response.content
+    assert documents["po"] in {p["document_id"] for p in response.json()["passages"]}
 
 
 def test_another_departments_glossary_does_not_apply(

@@ -98,6 +98,13 @@ class IngestionCollector(Collector):
     """Document versions by status, the ingestion queue and failures by error code, counted
     in the database when scraped (the database is the truth, and shared by all processes)."""
 
+    def describe(self) -> Iterator[Metric]:
+        """The families, without values: registering the collector then asks the database
+        nothing (the registry would otherwise call collect() at import, before migrations)."""
+        yield GaugeMetricFamily("kb_document_versions", "", labels=["status"])
+        yield GaugeMetricFamily("kb_ingestion_queue_depth", "")
+        yield GaugeMetricFamily("kb_ingestion_failures", "", labels=["error_code"])
+
     def collect(self) -> Iterator[Metric]:
         from kb.library.models import DocumentVersion
 

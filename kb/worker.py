@@ -23,6 +23,7 @@ from kb.celery import app
 logger = logging.getLogger(__name__)
 
 RECOVERY_INTERVAL_SECONDS = 60.0
+RESTART_PAUSE_SECONDS = 5.0
 
 
 class EmbeddedWorkController(WorkController):
@@ -38,7 +39,15 @@ class EmbeddedWorker:
     def __init__(self, hostname: str | None = None) -> None:
         # A stable name: after a restart, claims held under it are known to be dead.
         self.hostname = hostname or f"embedded@{socket.gethostname()}"
-        self.controller = EmbeddedWorkController(
+        self.controller = self._new_controller()
+        self.thread = threading.Thread(target=self._run, name="embedded-celery-worker", daemon=True)
+        self._stopping = threading.Event()
+        self._recovery = threading.Thread(
+            target=self._recover_periodically, name="embedded-recovery", daemon=True
+        )
+
+    def _new_controller(self) -> EmbeddedWorkController:
+        return EmbeddedWorkController(
             app=app,
             hostname=self.hostname,
             pool="threads",
@@ -48,13 +57,26 @@ class EmbeddedWorker:
             without_mingle=True,
             without_gossip=True,
         )
-        self.thread = threading.Thread(
-            target=self.controller.start, name="embedded-celery-worker", daemon=True
-        )
-        self._stopping = threading.Event()
-        self._recovery = threading.Thread(
-            target=self._recover_periodically, name="embedded-recovery", daemon=True
-        )
+
+    def _run(self) -> None:
+        """Run the worker; start a new one whenever it stops on its own.
+
+        A separate `celery worker` that hits an unrecoverable error exits and its supervisor
+        (compose's restart policy) starts it again. Here nothing would: when Redis went away,
+        kombu's cleanup of the lost connection raised (AttributeError on the closed
+        connection's `hostname`), Celery logged "Unrecoverable error" and stopped the worker,
+        and the web process went on accepting uploads that no one consumed (bench/drills.py,
+        the redis drill). So the thread restarts it, after a pause, until `stop()`.
+        """
+        while True:
+            self.controller.start()  # returns when the worker stops, for whatever reason
+            if self._stopping.wait(RESTART_PAUSE_SECONDS):
+                return
+            logger.error("the embedded Celery worker stopped; starting it again")
+            try:
+                self.controller = self._new_controller()
+            except Exception:
+                logger.exception("could not create the embedded Celery worker; trying again")
 
     def start(self, timeout: float = 60.0) -> EmbeddedWorker:
         from kb.library.tasks import on_worker_start

@@ -386,6 +386,34 @@ def test_recovery_requeues_stale_claims_only(
     assert DocumentVersion.objects.get(pk=version.pk).status == Status.QUEUED
 
 
+def test_recovery_resends_versions_whose_message_was_lost(
+    finance_collection: Collection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A version sent to the broker but still queued after KB_INGEST_STALE_SECONDS lost its
+    message (a Redis restarted without persistence): the sweep sends it again; a version sent
+    just now is left alone. The worker here is Celery's eager mode: the resent task runs."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from kb.celery import app
+
+    lost = upload(finance_collection, "lost.md", b"# Lost\n\nIts message died.\n").version
+    fresh = upload(finance_collection, "fresh.md", b"# Fresh\n\nIn the queue.\n").version
+    now = timezone.now()
+    DocumentVersion.objects.filter(pk=lost.pk).update(enqueued_at=now - timedelta(hours=1))
+    DocumentVersion.objects.filter(pk=fresh.pk).update(
+        enqueued_at=now, created_at=now - timedelta(hours=1)
+    )
+    monkeypatch.setitem(app.conf, "task_always_eager", True)
+    assert recover_ingestion()["resent"] == 1
+    assert DocumentVersion.objects.get(pk=lost.pk).status == Status.INDEXED
+    assert DocumentVersion.objects.get(pk=fresh.pk).status == Status.QUEUED
+    assert index_count(version_id=lost.pk) > 0
+    assert recover_ingestion()["resent"] == 0  # nothing is resent twice
+    index_matches_database()
+
+
 def test_the_index_generation_is_recorded(finance_collection: Collection) -> None:
     version = ingest(finance_collection, "a.md", b"# A\n\nText.\n")
     generation = active_generation()

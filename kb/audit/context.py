@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
+import getpass
 import re
 import uuid
 from collections.abc import Callable, Iterator
@@ -56,6 +57,15 @@ def bind_user(user: Any, via: str) -> None:
 
 def new_request_id() -> str:
     return uuid.uuid4().hex
+
+
+def command_operator() -> ActorContext:
+    """The actor of a management command: the operator's OS account, since no one signed in."""
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):
+        name = "unknown"
+    return ActorContext(via="command", request_id=new_request_id(), name=f"os:{name}")
 
 
 def client_ip(request: HttpRequest) -> str:

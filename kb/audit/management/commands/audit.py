@@ -10,7 +10,6 @@ Each is itself recorded in the trail (export, verify, purge) with the operator's
 
 from __future__ import annotations
 
-import getpass
 import sys
 from argparse import ArgumentParser
 from collections.abc import Callable
@@ -21,16 +20,6 @@ from django.core.management.base import BaseCommand, CommandError
 
 from kb.audit import context
 from kb.audit.models import AuditRecord
-
-
-def _operator() -> context.ActorContext:
-    try:
-        name = getpass.getuser()
-    except (KeyError, OSError):
-        name = "unknown"
-    return context.ActorContext(
-        via="command", request_id=context.new_request_id(), name=f"os:{name}"
-    )
 
 
 def _date(value: str) -> datetime:
@@ -60,7 +49,7 @@ class Command(BaseCommand):
         purge.add_argument("--confirm", action="store_true", help="really delete")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        with context.acting(_operator()):
+        with context.acting(context.command_operator()):
             getattr(self, f"_{options['subcommand']}")(options)
 
     def _verify(self, options: dict[str, Any]) -> None:

@@ -11,7 +11,6 @@ everywhere (web, workers), restart them, run `rotate`, check `status`, then remo
 
 from __future__ import annotations
 
-import getpass
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -19,16 +18,6 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from kb.audit import context
 from kb.library.encryption import DecryptionError
 from kb.library.rotation import encryption_status, rotate_keys
-
-
-def _operator() -> context.ActorContext:
-    try:
-        name = getpass.getuser()
-    except (KeyError, OSError):
-        name = "unknown"
-    return context.ActorContext(
-        via="command", request_id=context.new_request_id(), name=f"os:{name}"
-    )
 
 
 class Command(BaseCommand):
@@ -61,7 +50,7 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS("Everything is encrypted under the current key."))
 
     def _rotate(self) -> None:
-        with context.acting(_operator()):
+        with context.acting(context.command_operator()):
             try:
                 result = rotate_keys(say=self.stdout.write)
             except DecryptionError as exc:

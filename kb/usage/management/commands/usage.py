@@ -7,7 +7,6 @@ trail (`usage.exported`) with the operator's OS user.
 
 from __future__ import annotations
 
-import getpass
 import json
 from argparse import ArgumentParser
 from typing import Any
@@ -21,16 +20,6 @@ from kb.usage.months import current_month, parse_month
 from kb.usage.report import department_report, report_rows, to_csv
 
 
-def _operator() -> context.ActorContext:
-    try:
-        name = getpass.getuser()
-    except (KeyError, OSError):
-        name = "unknown"
-    return context.ActorContext(
-        via="command", request_id=context.new_request_id(), name=f"os:{name}"
-    )
-
-
 class Command(BaseCommand):
     help = "Usage reports: tokens, GPU-seconds and answers per department, user and API token."
 
@@ -42,7 +31,7 @@ class Command(BaseCommand):
         report.add_argument("--format", choices=["csv", "json"], default="csv")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        with context.acting(_operator()):
+        with context.acting(context.command_operator()):
             self._report(options)
 
     def _report(self, options: dict[str, Any]) -> None:

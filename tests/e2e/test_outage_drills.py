@@ -20,7 +20,7 @@ import pytest
 
 from bench.drills import run
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.drill]
 
 ERRORS = ("5xx", "timeout", "connection", "unexpected")
 

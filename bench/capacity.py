@@ -45,7 +45,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -347,34 +346,13 @@ def _removed(path: Path) -> Iterator[None]:
 def _llama_cpp(work: Path) -> Iterator[str]:
     """tests/llm_server.py's server, but queueing concurrent requests: by default
     llama-cpp-python's server interrupts the running request when another arrives."""
-    from tests.llm_server import free_port, gemma_gguf
+    from tests.llm_server import gemma_gguf, llama_cpp_server
 
     gguf = gemma_gguf(work / "models")
-    port = free_port()
-    with (work / "llm.log").open("wb") as log:
-        process = subprocess.Popen(  # noqa: S603 (a fixed command line)
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf),
-             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096",
-             "--model_alias", "gemma-3-270m", "--interrupt_requests", "False"],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        )  # fmt: skip
-        try:
-            url = f"http://127.0.0.1:{port}/v1"
-            deadline = time.monotonic() + 120
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError((work / "llm.log").read_text()[-2000:])
-                try:
-                    urllib.request.urlopen(f"{url}/models", timeout=2).read()  # noqa: S310
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.5)
-            yield url
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
+    with llama_cpp_server(
+        gguf, work / "llm.log", extra_args=("--interrupt_requests", "False")
+    ) as url:
+        yield url
 
 
 def measure_llm(

@@ -31,9 +31,13 @@ def gemma_gguf(cache_dir: Path) -> Path:
 
 @contextmanager
 def llama_cpp_server(
-    model: Path, log: Path, processes: list[subprocess.Popen[bytes]] | None = None
+    model: Path,
+    log: Path,
+    processes: list[subprocess.Popen[bytes]] | None = None,
+    extra_args: tuple[str, ...] = (),
 ) -> Iterator[str]:
-    """Yields the server's /v1 URL; `processes` receives the server process (to kill it)."""
+    """Yields the server's /v1 URL; `processes` receives the server process (to kill it);
+    `extra_args` go to the server's command line."""
     pytest.importorskip("llama_cpp.server", reason="install the llamacpp extra")
     port = free_port()
     with log.open("wb") as out:
@@ -52,6 +56,7 @@ def llama_cpp_server(
                 "4096",
                 "--model_alias",
                 "gemma-3-270m",
+                *extra_args,
             ],
             stdout=out,
             stderr=subprocess.STDOUT,

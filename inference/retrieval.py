@@ -35,6 +35,7 @@ def retrieve(
     mode: RetrievalMode,
     exclude_version_ids: frozenset[int] = frozenset(),
     lexical_expansion: Sequence[str] = (),
+    question_vector: Sequence[float] | None = None,
 ) -> list[IndexHit]:
     """The best passages the scope allows, best first (fused rank); each one has a cosine of
     at least `min_score` or a lexical score of at least `min_lexical_score`.
@@ -47,12 +48,14 @@ def retrieve(
     `lexical_expansion` (other forms of glossary terms the question mentions) is added to the
     lexical query only: the dense query stays the question, because the embedding of a
     question with a list of synonyms appended drifts away from what was asked.
+
+    `question_vector`: the question's embedding by `embedder`, when the caller already has it.
     """
     if scope.is_empty or not question.strip():
         return []
     return index.search(
         collection,
-        embedder.embed_query(question),
+        list(question_vector) if question_vector is not None else embedder.embed_query(question),
         scope,
         limit=top_k,
         min_score=min_score,

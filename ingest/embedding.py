@@ -108,6 +108,20 @@ class _Request:
         self.finished.set()
 
 
+class PendingQuery:
+    """A question being embedded in the model thread (`start_query`); `vector()` waits."""
+
+    def __init__(self, request: _Request, model_path: str) -> None:
+        self._request = request
+        self.model_path = model_path
+
+    def vector(self) -> list[float]:
+        self._request.finished.wait()
+        if self._request.error is not None:
+            raise self._request.error
+        return self._request.vectors[0]
+
+
 class SentenceTransformersEmbedder:
     """Loads lazily (`warm_up`), so importing this module costs nothing.
 
@@ -230,11 +244,12 @@ class SentenceTransformersEmbedder:
         return request.vectors
 
     def embed_query(self, text: str) -> list[float]:
-        request = self._submit([text], urgent=True)
-        request.finished.wait()
-        if request.error is not None:
-            raise request.error
-        return request.vectors[0]
+        return self.start_query(text).vector()
+
+    def start_query(self, text: str) -> PendingQuery:
+        """Start embedding a question ahead of any bulk work and return at once, so the
+        caller can do its database work while the model runs."""
+        return PendingQuery(self._submit([text], urgent=True), self.model_path)
 
     def _submit(self, texts: list[str], urgent: bool) -> _Request:
         self.warm_up()
@@ -273,13 +288,21 @@ class SentenceTransformersEmbedder:
             return
         started = time.monotonic()
         try:
-            vectors = self._loaded().encode(
-                [request.texts[i] for request, i in items],
-                batch_size=self.batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
+            texts = [request.texts[i] for request, i in items]
+            if len(texts) == 1 and items[0][0].urgent:
+                vectors = [self._encode_question(texts[0])]
+            else:
+                vectors = (
+                    self._loaded()
+                    .encode(
+                        texts,
+                        batch_size=self.batch_size,
+                        normalize_embeddings=True,
+                        convert_to_numpy=True,
+                        show_progress_bar=False,
+                    )
+                    .tolist()
+                )
         except Exception as exc:
             for request, _ in items:
                 request.fail(exc)
@@ -289,7 +312,23 @@ class SentenceTransformersEmbedder:
         self.stats.texts += len(items)
         self.stats.batches += 1
         for (request, i), vector in zip(items, vectors, strict=True):
-            request.complete(i, vector.tolist())
+            request.complete(i, vector)
+
+    def _encode_question(self, text: str) -> list[float]:
+        """One question, straight through the model: the same steps as `encode` (its
+        preprocessing, forward pass and L2 normalisation) without its batching machinery,
+        which costs a few milliseconds of a question's wait for one text."""
+        import torch
+        from sentence_transformers.util import batch_to_device
+
+        model = self._loaded()
+        if model.default_prompt_name:  # a model that prefixes prompts: let encode do it
+            vector = model.encode([text], normalize_embeddings=True, show_progress_bar=False)
+            return list(vector[0].tolist())
+        with torch.inference_mode():
+            features = batch_to_device(model.preprocess([text]), model.device)
+            embedding = model(features)["sentence_embedding"].float()
+            return list(torch.nn.functional.normalize(embedding, p=2, dim=1)[0].tolist())
 
     def _serve(self) -> None:
         batch = self.batch_size

@@ -40,7 +40,7 @@ from inference.llm import (
     OpenAICompatibleLLM,
 )
 from inference.retrieval import retrieve
-from ingest.embedding import model_fingerprint
+from ingest.embedding import PendingQuery, model_fingerprint
 from ingest.index import AccessScope, IndexHit, MissingCollection
 from ingest.index.unavailable import IndexUnavailable, is_unreachable
 from kb.accounts.access import AnyUser, access_scope_for
@@ -210,18 +210,32 @@ def load_sources(hits: list[IndexHit]) -> list[Source]:
     return sources
 
 
+def start_question_embedding(question: str) -> PendingQuery:
+    """Start embedding `question` with the served generation's model and return at once:
+    the embedding is the slowest step before the model is called, and the database work
+    done meanwhile (conversation, quota, glossary, access scope) costs it nothing."""
+    return get_embedder(active_generation().model_name).start_query(question)
+
+
 def search_passages(
-    question: str, scope: AccessScope, lexical_expansion: Sequence[str] = ()
+    question: str,
+    scope: AccessScope,
+    lexical_expansion: Sequence[str] = (),
+    early: PendingQuery | None = None,
 ) -> list[IndexHit]:
     """Retrieval against the served index generation, embedding with its own model.
-    `lexical_expansion`: other forms of glossary terms the question mentions."""
+    `lexical_expansion`: other forms of glossary terms the question mentions. `early`: the
+    question's embedding, started by `start_question_embedding`; used if the generation
+    still has that model."""
     for attempt in range(2):
         generation = active_generation()
+        embedder = get_embedder(generation.model_name)
+        vector = early.vector() if early and early.model_path == embedder.model_path else None
         try:
             return retrieve(
                 question,
                 scope,
-                embedder=get_embedder(generation.model_name),
+                embedder=embedder,
                 index=get_index(),
                 collection=generation.collection_name,
                 top_k=settings.RETRIEVAL_TOP_K,
@@ -230,6 +244,7 @@ def search_passages(
                 mode="dense" if settings.RETRIEVAL_MODE == "dense" else "hybrid",
                 exclude_version_ids=hidden_version_ids(),
                 lexical_expansion=lexical_expansion,
+                question_vector=vector,
             )
         except MissingCollection:
             # A rebuild switched generations between our read and the query: read again.
@@ -297,6 +312,11 @@ def stream_answer(
     started = time.monotonic()
     question = question.strip()
     conversation = _conversation_for(user, conversation_id, question)
+    # A question that opens a conversation, or stands alone, is searched as it is: start its
+    # embedding now and do the database work below while the model runs. (A follow-up may be
+    # rewritten first.)
+    follow_up = conversation_id is not None and is_follow_up(question)
+    early = None if follow_up else start_question_embedding(question)
     latest = conversation.turns.order_by("-id").values_list("search_query", flat=True)[:3]
     earlier = list(reversed(latest))
     model = get_chat_model()
@@ -312,6 +332,7 @@ def stream_answer(
         query,
         scope if scope is not None else access_scope_for(user),
         lexical_expansion=lexical_expansion(glossary),
+        early=early if query == question else None,
     )
     sources = load_sources(hits)
     yield "sources", sources

@@ -250,3 +250,34 @@ def test_a_chinese_question_finds_chinese_text_and_asks_for_a_chinese_answer(
     turn = Turn.objects.get(conversation=answer.conversation_id)
     assert turn.sources[0]["lexical_score"]  # found through the Chinese-aware lexical channel
     assert "Answer in Simplified Chinese" in prompts_sent[0][-1]["content"]
+
+
+def test_the_question_is_embedded_once_and_early_unless_it_is_rewritten(
+    indexed_policy: None, alice: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A question that opens a conversation starts its embedding before the database work
+    # (kb/portal/services.py, start_question_embedding) and retrieval uses that vector
+    # instead of embedding it again; a follow-up that is rewritten is embedded as rewritten.
+    started: list[str] = []  # every embedding goes through start_query
+    retrieval_embedded: list[str] = []  # ... and these through retrieval's own embed_query
+    embedder = services.get_embedder(services.active_generation().model_name)
+    start_query, embed_query = embedder.start_query, embedder.embed_query
+
+    def recording_start(text: str) -> Any:
+        started.append(text)
+        return start_query(text)
+
+    def recording_embed(text: str) -> list[float]:
+        retrieval_embedded.append(text)
+        return embed_query(text)
+
+    monkeypatch.setattr(embedder, "start_query", recording_start)
+    monkeypatch.setattr(embedder, "embed_query", recording_embed)
+    first = services.answer_question(alice, "Hotel limit?")
+    assert started == ["Hotel limit?"] and retrieval_embedded == []
+    assert first.sources and "180 EUR" in first.sources[0].text
+
+    started.clear()
+    follow_up = services.answer_question(alice, "And per night?", first.conversation_id)
+    assert started == retrieval_embedded == ["Hotel limit? And per night?"]
+    assert follow_up.sources and "180 EUR" in follow_up.sources[0].text

@@ -17,6 +17,8 @@ from django.urls import reverse
 
 from inference.answering import Source
 from inference.llm import Completion, Delta, LLMUnavailable, OpenAICompatibleLLM
+from kb.library.components import get_embedder
+from kb.library.indexing import active_generation
 from kb.library.models import Collection
 from kb.portal import services
 from kb.portal.models import Conversation, Turn
@@ -260,7 +262,7 @@ def test_the_question_is_embedded_once_and_early_unless_it_is_rewritten(
     # instead of embedding it again; a follow-up that is rewritten is embedded as rewritten.
     started: list[str] = []  # every embedding goes through start_query
     retrieval_embedded: list[str] = []  # ... and these through retrieval's own embed_query
-    embedder = services.get_embedder(services.active_generation().model_name)
+    embedder = get_embedder(active_generation().model_name)
     start_query, embed_query = embedder.start_query, embedder.embed_query
 
     def recording_start(text: str) -> Any:

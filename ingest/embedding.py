@@ -254,11 +254,11 @@ class SentenceTransformersEmbedder:
     def _submit(self, texts: list[str], urgent: bool) -> _Request:
         self.warm_up()
         request = _Request(texts, urgent)
+        if self._owner != os.getpid():
+            # Forked (a Celery prefork pool process): the parent's model thread did not come
+            # along; start our own. (Before taking the condition: this replaces it.)
+            self._reset_scheduler()
         with self._condition:
-            if self._owner != os.getpid():
-                # Forked (a Celery prefork pool process): the parent's model thread did not
-                # come along; start our own.
-                self._reset_scheduler()
             (self._urgent if urgent else self._bulk).append(request)
             if self._thread is None:
                 self._thread = threading.Thread(

@@ -18,6 +18,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,6 +50,13 @@ from ingest.index.base import (
 )
 
 _SCROLL_PAGE = 1000
+# Every update goes to the shard's write-ahead log first, which is what makes it survive a
+# killed process (the log is replayed when the shard is next opened); flush() persists the
+# segments so the log can be trimmed. A flush holds the GIL while it writes, a few to tens of
+# milliseconds that stall every thread of the process, the embedding model's included, so
+# writes flush at most this often (Qdrant server's own flush_interval_sec default), and
+# close() flushes what is left.
+FLUSH_INTERVAL_SECONDS = 5.0
 
 
 class EdgePanic(RuntimeError):
@@ -93,6 +101,7 @@ class QdrantEdgeIndex:
         # Whether each collection has the lexical vector (schema 2); older ones are dense only.
         self._lexical: dict[str, bool] = {}
         self._scope_sizes = ScopeSizes()
+        self._flushed_at: dict[str, float] = {}  # collection -> time.monotonic() of its flush
         # Writes from the worker thread and reads from web threads share the shard objects;
         # the lock keeps open/close and multi-step writes from interleaving.
         self._lock = threading.RLock()
@@ -182,6 +191,7 @@ class QdrantEdgeIndex:
     def drop_collection(self, name: str) -> None:
         with self._lock:
             self._lexical.pop(name, None)
+            self._flushed_at.pop(name, None)
             self._scope_sizes.forget(name)
             shard = self._shards.pop(name, None)
             if shard is not None:
@@ -242,8 +252,18 @@ class QdrantEdgeIndex:
                 edge_points.append(qe.Point(point.point_id, vectors, point.payload()))
             with _no_panic(f"an upsert into {collection}"):
                 shard.update(qe.UpdateOperation.upsert_points(edge_points))
-                shard.flush()
+                self._flush_if_due(collection, shard)
             self._scope_sizes.forget(collection)
+
+    def _flush_if_due(self, collection: str, shard: qe.EdgeShard) -> None:
+        # Called with self._lock held. See FLUSH_INTERVAL_SECONDS.
+        now = time.monotonic()
+        if (
+            now - self._flushed_at.get(collection, -FLUSH_INTERVAL_SECONDS)
+            >= FLUSH_INTERVAL_SECONDS
+        ):
+            shard.flush()
+            self._flushed_at[collection] = now
 
     def search(
         self,
@@ -327,7 +347,7 @@ class QdrantEdgeIndex:
                         qe.Filter(must=[_match(VERSION_ID, version_id)])
                     )
                 )
-                shard.flush()
+                self._flush_if_due(collection, shard)
             self._scope_sizes.forget(collection)
 
     def count(
@@ -360,6 +380,8 @@ class QdrantEdgeIndex:
     def close(self) -> None:
         with self._lock:
             for shard in self._shards.values():
+                shard.flush()
                 shard.close()
             self._shards.clear()
+            self._flushed_at.clear()
             self._lexical.clear()

@@ -119,6 +119,13 @@ def upload(collection: Collection, name: str, content: bytes) -> int:
     ).version.pk
 
 
+# Paragraphs of a document whose embedding outlasts several progress reports (one every
+# 2 s, kb/library/ingestion.py), so `kill_when` can see it half-embedded: about 115 chunks,
+# several seconds of CPU embedding. (160 paragraphs, 29 chunks, once embedded in 1.3 s,
+# before its first progress report, and the kill was missed.)
+LONG_DOCUMENT_PARAGRAPHS = 640
+
+
 def long_document(topic: str, paragraphs: int) -> bytes:
     body = "\n\n".join(
         f"Section {i} of the {topic} manual explains step {i} in detail. Operators check the "
@@ -158,7 +165,7 @@ def test_a_worker_killed_while_parsing_and_while_embedding_recovers_cleanly(
     ).read_bytes()
     ids = [
         upload(finance_collection, "inspection.pdf", scanned),
-        upload(finance_collection, "boiler.md", long_document("Boiler", 160)),
+        upload(finance_collection, "boiler.md", long_document("Boiler", LONG_DOCUMENT_PARAGRAPHS)),
         upload(finance_collection, "notes.txt", b"The plant closes at six on Fridays.\n"),
     ]
     worker.start()
@@ -178,7 +185,9 @@ def test_a_worker_killed_while_parsing_and_while_embedding_recovers_cleanly(
 def test_a_file_that_kills_its_worker_three_times_is_quarantined(
     worker: WorkerProcess, finance_collection: Collection
 ) -> None:
-    deadly = upload(finance_collection, "deadly.md", long_document("Turbine", 160))
+    deadly = upload(
+        finance_collection, "deadly.md", long_document("Turbine", LONG_DOCUMENT_PARAGRAPHS)
+    )
     others = [
         upload(finance_collection, f"note-{i}.txt", f"Note {i}.\n".encode()) for i in range(3)
     ]

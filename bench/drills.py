@@ -537,7 +537,7 @@ def drill_index(stack: Stack, load: Load, args: argparse.Namespace) -> dict[str,
     # The new web process loads its embedding model on the first search; on a busy 2-core
     # machine that can outlast a short outage phase. The phase starts once a search has been
     # refused, so it measures the outage and not the model's warm-up.
-    _wait(lambda: load.refused_search(), args.recovery_limit, "a warm web process")
+    _wait(load.refused_search, args.recovery_limit, "a warm web process")
     outage = phase(load, args.outage)
     switch_back = load.start_phase()
     restarted = time.monotonic()

@@ -1,12 +1,13 @@
 """Workers killed with SIGKILL mid-document, then restarted (SECURITY.md case 11).
 
 A real `celery worker` process consumes from Redis and writes to PostgreSQL and to its own
-Qdrant Edge index. The test kills it while a document is being parsed (OCR) and while one is
-being embedded, restarts it under the same node name, and checks that every document ends in
-exactly one final state with as many index points as database chunks: no duplicates, no
-orphans. A file whose worker dies three times is quarantined and the rest still complete.
-The index is opened by the test only once the worker has stopped (Qdrant Edge allows one
-process at a time).
+Qdrant Edge index. The test kills it while a document is being parsed (OCR), while one is
+being embedded, and inside the index write of a new version (its old points cleared, or its
+new points written but not yet live), restarts it under the same node name, and checks that
+every document ends in exactly one final state with as many index points as database chunks:
+no duplicates, no orphans. A file whose worker dies three times is quarantined and the rest
+still complete. The index is opened by the test only once the worker has stopped (Qdrant Edge
+allows one process at a time).
 """
 
 from __future__ import annotations
@@ -52,16 +53,20 @@ class WorkerProcess:
         self.env, self.log = env, log
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> WorkerProcess:
+    def start(self, pause: dict[str, str] | None = None) -> WorkerProcess:
+        """`pause`: KB_TEST_PAUSE_* variables that stop this run of the worker inside an
+        index write (tests/e2e/celery_paused_in_index_write.py); otherwise plain celery."""
         offset = self.log.stat().st_size if self.log.exists() else 0
+        module = "tests.e2e.celery_paused_in_index_write" if pause else "celery"
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
                 [
-                    sys.executable, "-m", "celery", "-A", "kb", "worker", "--pool=solo",
+                    sys.executable, "-m", module, "-A", "kb", "worker", "--pool=solo",
                     "-n", NODE, "--without-heartbeat", "--without-mingle", "--without-gossip",
                     "--loglevel=INFO",
                 ],
-                cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                cwd=ROOT, env={**self.env, **(pause or {})}, stdout=out,
+                stderr=subprocess.STDOUT,
             )  # fmt: skip
         deadline = time.monotonic() + 120
         while f"{NODE} ready".encode() not in self.log.read_bytes()[offset:]:
@@ -202,3 +207,55 @@ def test_a_file_that_kills_its_worker_three_times_is_quarantined(
     worker.stop()
     assert not quarantined.chunks.exists()
     assert_consistent([deadly, *others])
+
+
+@pytest.mark.parametrize("step", ["cleared", "written"])
+def test_a_worker_killed_inside_the_index_write_of_a_new_version_recovers_cleanly(
+    worker: WorkerProcess, finance_collection: Collection, tmp_path: Path, step: str
+) -> None:
+    """The index write takes milliseconds, so the worker is parked at the step (the wrapper
+    module above) and killed there. Version 1 of the manual is live throughout; version 2 is
+    killed half-written, and after the restart it replaces version 1 exactly once."""
+    first = upload(finance_collection, "pumps.md", long_document("Pump", 12))
+    other = upload(finance_collection, "hours.txt", b"The plant closes at six on Fridays.\n")
+    worker.start()
+    assert wait_for_version(first).status == "indexed", worker.tail()
+    assert wait_for_version(other).status == "indexed", worker.tail()
+    worker.stop()
+
+    second = upload(finance_collection, "pumps.md", long_document("Pump", 30))
+    marker = tmp_path / "paused"
+    worker.start(
+        pause={
+            "KB_TEST_PAUSE_AT": step,
+            "KB_TEST_PAUSE_VERSION": str(second),
+            "KB_TEST_PAUSE_MARKER": str(marker),
+        }
+    )
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        assert time.monotonic() < deadline, f"never reached {step}:\n{worker.tail()}"
+        time.sleep(0.05)
+    # Parked in the write: version 2 is still being worked on, version 1 still serves.
+    paused = DocumentVersion.objects.get(pk=second)
+    assert (paused.status, paused.index_state, paused.progress) == ("embedding", "hidden", 90)
+    assert DocumentVersion.objects.get(pk=first).index_state == "live"
+    worker.kill()
+
+    worker.start()
+    assert wait_for_version(second).status == "indexed", worker.tail()
+    assert wait_for_version(first).status == "superseded"
+    # The purge of version 1 runs after the flip (KB_PURGE_GRACE_SECONDS=0 here).
+    deadline = time.monotonic() + 60
+    while DocumentVersion.objects.get(pk=first).index_state != "none":
+        assert time.monotonic() < deadline, f"version 1 never purged:\n{worker.tail()}"
+        time.sleep(0.25)
+    worker.stop()
+
+    assert DocumentVersion.objects.get(pk=second).attempts == 2
+    assert_consistent([first, second, other])
+    # Only the new version is in the index, each of its chunks once.
+    second_chunks = Chunk.objects.filter(version_id=second).count()
+    assert second_chunks > Chunk.objects.filter(version_id=first).count() == 0
+    assert index_count(version_id=second) == second_chunks
+    assert index_count(version_id=first) == 0

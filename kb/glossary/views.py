@@ -118,6 +118,20 @@ def _render_entries(
     )
 
 
+def _save_entry(request: HttpRequest, form: EntryForm) -> GlossaryEntry | None:
+    """Save a valid form as the signed-in user's edit; None (and the error on the form) when
+    another editor saved the same term first (the unique constraint, not a crash)."""
+    try:
+        with transaction.atomic():
+            entry: GlossaryEntry = form.save(commit=False)
+            entry.updated_by_id = _user_id(request)
+            entry.save()
+    except IntegrityError:
+        form.add_error("term", gettext("This term was just added by someone else."))
+        return None
+    return entry
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 def entries(request: HttpRequest, department_id: int) -> HttpResponse:
@@ -128,14 +142,8 @@ def entries(request: HttpRequest, department_id: int) -> HttpResponse:
     department = membership.department
     form = EntryForm(request.POST, department=department)
     if form.is_valid():
-        try:
-            with transaction.atomic():
-                entry = form.save(commit=False)
-                entry.updated_by_id = _user_id(request)
-                entry.save()
-        except IntegrityError:
-            form.add_error("term", gettext("This term was just added by someone else."))
-        else:
+        entry = _save_entry(request, form)
+        if entry is not None:
             messages.success(
                 request,
                 gettext("“%(term)s” was added to %(department)s's glossary.")
@@ -154,22 +162,13 @@ def entry_edit(request: HttpRequest, department_id: int, entry_id: int) -> HttpR
     entry = _entry_or_404(request, department, entry_id)
     form = EntryForm(request.POST or None, instance=entry, department=department)
     if request.method == "POST":
-        if form.is_valid():
-            try:
-                with transaction.atomic():
-                    entry = form.save(commit=False)
-                    entry.updated_by_id = _user_id(request)
-                    entry.save()
-            except IntegrityError:
-                form.add_error("term", gettext("This term was just added by someone else."))
+        # The form edits `entry` itself: after the save it holds the new values.
+        if form.is_valid() and _save_entry(request, form) is not None:
+            if form.has_changed():
+                messages.success(request, gettext("“%(term)s” was saved.") % {"term": entry.term})
             else:
-                if form.has_changed():
-                    messages.success(
-                        request, gettext("“%(term)s” was saved.") % {"term": entry.term}
-                    )
-                else:
-                    messages.info(request, gettext("Nothing changed."))
-                return redirect("glossary:entries", department_id=department.pk)
+                messages.info(request, gettext("Nothing changed."))
+            return redirect("glossary:entries", department_id=department.pk)
         messages.error(request, gettext("The entry was not saved: see the marked fields."))
     return render(
         request,

@@ -157,6 +157,38 @@ def test_a_term_is_unique_in_its_department_ignoring_case(
     GlossaryEntry.objects.create(department=departments["engineering"], term="purchase order")
 
 
+def test_a_term_taken_by_another_editor_meanwhile_is_a_form_error_not_a_crash(
+    finance: Department, alice: User, po: GlossaryEntry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both forms validate before the other editor's row is committed, so only the database's
+    unique constraint sees the clash: the add and the edit each say so, save nothing and audit
+    nothing."""
+    original_save = GlossaryEntry.save
+
+    def save_after_a_rival(entry: GlossaryEntry, *args: Any, **kwargs: Any) -> None:
+        # The rival's row lands between validation and our INSERT/UPDATE (bulk_create: no
+        # save(), so no recursion).
+        GlossaryEntry.objects.bulk_create([GlossaryEntry(department=finance, term=entry.term)])
+        original_save(entry, *args, **kwargs)
+
+    monkeypatch.setattr(GlossaryEntry, "save", save_after_a_rival)
+    client = client_for(alice)
+    added = client.post(entries_url(finance), {"term": "delivery note"})
+    edit = reverse("glossary:entry_edit", args=[finance.pk, po.pk])
+    edited = client.post(edit, {"term": "goods receipt", "abbreviations": "GR"})
+
+    for response in (added, edited):
+        assert response.status_code == 400
+        assert "just added by someone else" in response.content.decode()
+    po.refresh_from_db()
+    assert (po.term, po.abbreviations) == ("purchase order", "PO")
+    # Ours never landed (the stand-in rivals were in our rolled-back transaction too).
+    assert list(GlossaryEntry.objects.values_list("term", flat=True)) == ["purchase order"]
+    # (The fixture's own entry was recorded as created by the system.)
+    recorded = records("glossary.created") + records("glossary.changed")
+    assert [r.actor for r in recorded] == ["system"]
+
+
 def test_a_member_reads_and_exports_but_cannot_edit(
     finance: Department, frank: User, po: GlossaryEntry
 ) -> None:

@@ -15,7 +15,9 @@ child no network at all (kb/ops/offline.py).
 The child must not outlive the worker that started it (a SIGKILLed worker cannot clean up):
 a watchdog thread in the child exits as soon as its parent process is gone. (PR_SET_PDEATHSIG
 would not do: Linux sends it when the *thread* that started the child exits, and a worker's
-threads come and go.)
+threads come and go.) The parent names itself in the child's environment: a worker killed
+while its new child is still starting up has already handed the child to another process by
+the time the watchdog looks, and the child must see that as its parent being gone.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ logger = logging.getLogger(__name__)
 
 PARSE_TARGET = "ingest.parsing:parse_request"
 _READY = "ready"
+# The environment variable in which the worker names its own pid for the child's watchdog.
+_PARENT_VARIABLE = "KB_SANDBOX_PARENT_PID"
 
 
 @dataclass(frozen=True)
@@ -84,7 +88,11 @@ class IsolatedRunner:
     # --- lifecycle ---------------------------------------------------------------------
 
     def _start(self) -> subprocess.Popen[bytes]:
-        env = {**os.environ, "KB_SANDBOX_MEMORY_MB": str(self.limits.memory_mb)}
+        env = {
+            **os.environ,
+            "KB_SANDBOX_MEMORY_MB": str(self.limits.memory_mb),
+            _PARENT_VARIABLE: str(os.getpid()),
+        }
         process = subprocess.Popen(  # noqa: S603 - our own interpreter and module, fixed argv
             [sys.executable, "-m", "ingest.sandbox", self.target, *filter(None, [self.prelude])],
             stdin=subprocess.PIPE,
@@ -227,8 +235,15 @@ def _limit_memory() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
+def _parent_pid() -> int:
+    """The worker that started this child: the one it named, else the current parent."""
+    named = os.environ.get(_PARENT_VARIABLE, "")
+    return int(named) if named.isdigit() else os.getppid()
+
+
 def _exit_with_parent(parent: int) -> None:
-    """Exit the moment the worker that started us is gone, even mid-parse."""
+    """Exit the moment the worker that started us is gone, even mid-parse (or before we got
+    here: then the current parent is already another process, and we exit at once)."""
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -249,7 +264,7 @@ def _call(name: str) -> Any:
 
 
 def child_main(target: str, prelude: str | None = None) -> None:
-    _exit_with_parent(os.getppid())
+    _exit_with_parent(_parent_pid())
     if prelude:
         _call(prelude)
     _limit_memory()

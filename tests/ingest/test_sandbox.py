@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -60,6 +63,29 @@ def test_a_crash_is_reported_and_the_child_replaced(runner: IsolatedRunner) -> N
     with pytest.raises(ParserCrashed, match=r"killed by SIGSEGV while reading 'evil\.pdf'"):
         runner.run({"action": "segfault"}, "'evil.pdf'")
     assert runner.run({"action": "echo", "value": 7}, "after")["value"] == 7
+
+
+def test_a_child_whose_worker_died_before_it_started_exits_at_once() -> None:
+    """A worker SIGKILLed while its new parser child is still starting up: by the time the
+    child's watchdog looks, the child belongs to another process. Here the named worker is a
+    process that has already exited; the child must exit without waiting for its input to end
+    (stdin stays open), instead of serving whoever adopted it."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    child = subprocess.Popen(
+        [sys.executable, "-m", "ingest.sandbox", TARGET],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        env={**os.environ, "KB_SANDBOX_PARENT_PID": str(gone.pid)},
+    )
+    try:
+        assert child.wait(timeout=30) == 0
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        assert child.stdin is not None
+        child.stdin.close()
 
 
 def test_the_real_parser_runs_in_the_child(tmp_path: Path) -> None:

@@ -170,8 +170,7 @@ def measure_latency(size: int, work: Path, queries: int = 200) -> dict[str, Any]
 
     from inference.retrieval import retrieve
     from ingest.index import AccessScope, IndexPoint, point_id_for_chunk
-    from ingest.index.base import channel_limit
-    from ingest.index.qdrant_edge import QdrantEdgeIndex
+    from ingest.index.qdrant_edge import QdrantEdgeIndex, scope_filter, search_requests
     from ingest.lexical import document_vectors, query_vector
 
     rng = np.random.default_rng(size)
@@ -204,10 +203,8 @@ def measure_latency(size: int, work: Path, queries: int = 200) -> dict[str, Any]
 
     embedder = Precomputed()
     shard = index._shard(name)
-    # The requests QdrantEdgeIndex.search sends for the same question, built here by hand.
-    in_scope = qe.MatchAny(any=sorted(scope.collection_ids))
-    access = qe.Filter(must=[qe.FieldCondition(key="collection_id", match=in_scope)])
-    depth = channel_limit(5)
+    # The very requests QdrantEdgeIndex.search sends for the same question.
+    access = scope_filter(scope, frozenset())
     product: list[float] = []
     bare: list[float] = []
     engine_hybrid: list[float] = []
@@ -221,16 +218,9 @@ def measure_latency(size: int, work: Path, queries: int = 200) -> dict[str, Any]
         started = time.perf_counter()
         shard.query(qe.QueryRequest(limit=5, query=qe.Query.Nearest(vector, using="dense")))
         bare.append(time.perf_counter() - started)
-        lexical = query_vector(query_texts[i])
-        lexical_query = qe.SparseVector(indices=list(lexical.indices), values=list(lexical.values))
+        requests = search_requests(vector, access, 5, 0.0, query_vector(query_texts[i]))
         started = time.perf_counter()
-        shard.query_batch(qe.QueryBatchRequest([
-            qe.QueryRequest(limit=depth, query=qe.Query.Nearest(vector, using="dense"),
-                            filter=access, with_payload=True, score_threshold=0.0),
-            qe.QueryRequest(limit=depth, query=qe.Query.Nearest(lexical_query, using="sparse"),
-                            filter=access, with_payload=True,
-                            params=qe.SearchParams(idf=qe.IdfParams(corpus=access))),
-        ]))  # fmt: skip
+        shard.query_batch(qe.QueryBatchRequest(requests))
         engine_hybrid.append(time.perf_counter() - started)
     index.close()
 

@@ -94,6 +94,53 @@ def _open(path: Path, config: qe.EdgeConfig | None = None) -> qe.EdgeShard:
         raise
 
 
+def scope_filter(scope: AccessScope, exclude_version_ids: frozenset[int]) -> qe.Filter:
+    """The access filter every search carries: the scope's collections, minus hidden versions."""
+    readable = qe.MatchAny(any=sorted(scope.collection_ids))
+    return qe.Filter(
+        must=[qe.FieldCondition(key=COLLECTION_ID, match=readable)],
+        must_not=[
+            qe.FieldCondition(key=VERSION_ID, match=qe.MatchAny(any=sorted(exclude_version_ids)))
+        ]
+        if exclude_version_ids
+        else None,
+    )
+
+
+def search_requests(
+    vector: list[float],
+    access_filter: qe.Filter,
+    limit: int,
+    min_score: float | None,
+    sparse: SparseVector | None,
+) -> list[qe.QueryRequest]:
+    """The dense request, and the lexical one when `sparse` is given, both inside the access
+    filter; each channel searched deeper than `limit` when there are two to fuse.
+    (bench/retrieval.py sends these very requests to a bare shard.)"""
+    depth = channel_limit(limit) if sparse is not None else limit
+    requests = [
+        qe.QueryRequest(
+            limit=depth,
+            query=qe.Query.Nearest(vector, using=DENSE_VECTOR),
+            filter=access_filter,
+            with_payload=True,
+            score_threshold=min_score,
+        )
+    ]
+    if sparse is not None:
+        requests.append(
+            qe.QueryRequest(
+                limit=depth,
+                query=qe.Query.Nearest(_sparse(sparse), using=SPARSE_VECTOR),
+                filter=access_filter,
+                with_payload=True,
+                # IDF over what the caller may see, not over every department's text.
+                params=qe.SearchParams(idf=qe.IdfParams(corpus=access_filter)),
+            )
+        )
+    return requests
+
+
 class QdrantEdgeIndex:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -280,43 +327,12 @@ class QdrantEdgeIndex:
         scope = require_scope(scope)
         if scope.is_empty:
             return []
-        access_filter = qe.Filter(
-            must=[
-                qe.FieldCondition(
-                    key=COLLECTION_ID, match=qe.MatchAny(any=sorted(scope.collection_ids))
-                )
-            ],
-            must_not=[
-                qe.FieldCondition(
-                    key=VERSION_ID, match=qe.MatchAny(any=sorted(exclude_version_ids))
-                )
-            ]
-            if exclude_version_ids
-            else None,
-        )
+        access_filter = scope_filter(scope, exclude_version_ids)
         shard = self._shard(collection)
         hybrid = sparse is not None and not sparse.is_empty and self._has_lexical(collection)
-        depth = channel_limit(limit) if hybrid else limit
-        requests = [
-            qe.QueryRequest(
-                limit=depth,
-                query=qe.Query.Nearest(vector, using=DENSE_VECTOR),
-                filter=access_filter,
-                with_payload=True,
-                score_threshold=min_score,
-            )
-        ]
-        if hybrid and sparse is not None:
-            requests.append(
-                qe.QueryRequest(
-                    limit=depth,
-                    query=qe.Query.Nearest(_sparse(sparse), using=SPARSE_VECTOR),
-                    filter=access_filter,
-                    with_payload=True,
-                    # IDF over what the caller may see, not over every department's text.
-                    params=qe.SearchParams(idf=qe.IdfParams(corpus=access_filter)),
-                )
-            )
+        requests = search_requests(
+            vector, access_filter, limit, min_score, sparse if hybrid else None
+        )
         with _no_panic(f"a search of {collection}"):
             results = shard.query_batch(qe.QueryBatchRequest(requests))
         dense = [

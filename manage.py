@@ -12,7 +12,10 @@ def main() -> None:
     importlib.import_module("kb")
     from django.core.management import execute_from_command_line
 
-    execute_from_command_line(sys.argv)
+    from kb.env import stop_on_config_error
+
+    with stop_on_config_error():
+        execute_from_command_line(sys.argv)
 
 
 if __name__ == "__main__":

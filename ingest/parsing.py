@@ -9,7 +9,10 @@ Nothing here touches the network: see packaging/README.md for the spaCy model.
 
 from __future__ import annotations
 
+import functools
 import re
+import shutil
+import subprocess
 import tempfile
 from contextlib import closing
 from dataclasses import asdict, dataclass, field
@@ -312,9 +315,39 @@ def _ocr_pdf_page(
     return _to_elements(raw, SUPPORTED[".png"], page=number, ocr=True)
 
 
+@functools.lru_cache(maxsize=8)
+def ocr_unavailable_reason(languages: tuple[str, ...]) -> str | None:
+    """Why OCR in LANGUAGES cannot run on this machine (Tesseract or its language data is a
+    Debian package, not a Python one), or None when it can."""
+    tesseract = shutil.which("tesseract")
+    if tesseract is None:
+        return (
+            "Tesseract is not installed on this server (Debian: apt-get install tesseract-ocr "
+            "tesseract-ocr-chi-sim)"
+        )
+    try:
+        # A fixed argv: the binary found on PATH, no input of anyone's.
+        listed = subprocess.run(  # noqa: S603
+            [tesseract, "--list-langs"], capture_output=True, text=True, timeout=30, check=True
+        ).stdout.split()
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"Tesseract does not run ({type(exc).__name__}: {exc})"
+    missing = [language for language in languages if language not in listed]
+    if missing:
+        packages = " ".join(f"tesseract-ocr-{m.replace('_', '-')}" for m in missing)
+        return (
+            f"Tesseract has no language data for {', '.join(missing)} (Debian: apt-get install "
+            f"{packages})"
+        )
+    return None
+
+
 def _ocr_image(path: Path, filename: str, options: ParseOptions) -> list[Any]:
     from unstructured.partition.image import partition_image
 
+    reason = ocr_unavailable_reason(options.ocr_languages)
+    if reason is not None:
+        raise ParseError(f"{filename!r} needs OCR (it has no text layer), but {reason}")
     try:
         return list(
             partition_image(

@@ -23,6 +23,8 @@ from django.core.handlers.asgi import ASGIHandler
 from django.db import close_old_connections, connections
 from django.http import StreamingHttpResponse
 
+from kb.env import stop_on_config_error
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kb.settings")
 
 _END = object()
@@ -72,5 +74,6 @@ class StreamingASGIHandler(ASGIHandler):
         await super().send_response(response, send)
 
 
-django.setup(set_prefix=False)
+with stop_on_config_error():
+    django.setup(set_prefix=False)
 application = StreamingASGIHandler()

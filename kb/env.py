@@ -9,6 +9,9 @@ Secrets may also come from ``NAME_FILE`` (Docker/Kubernetes secrets), never from
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -17,6 +20,17 @@ _FALSE = {"0", "false", "no", "off", ""}
 
 class ConfigError(ValueError):
     """A configuration variable holds a value that cannot be used."""
+
+
+@contextmanager
+def stop_on_config_error() -> Iterator[None]:
+    """Around a process's start-up: a bad setting stops it with one line naming the variable
+    and the fix, and exit status 2, instead of a traceback that buries the message."""
+    try:
+        yield
+    except ConfigError as exc:
+        print(f"Configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def _raw(name: str) -> str | None:

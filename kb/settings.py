@@ -23,6 +23,7 @@ from kb.env import (
     envoptional,
     envstr,
 )
+from kb.settings_checks import check_embedding_model_setting, check_gguf_setting
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(envstr("KB_DATA_DIR", str(BASE_DIR / "var"))).resolve()
@@ -255,6 +256,7 @@ if QDRANT_WRITE_CONSISTENCY > QDRANT_REPLICAS:
 # Changing it (or the files behind it) makes the workers rebuild the index into a new
 # collection and switch over when done (kb/library/indexing.py).
 EMBEDDING_MODEL = envstr("EMBEDDING_MODEL", "")
+check_embedding_model_setting(EMBEDDING_MODEL)
 EMBEDDING_DEVICE = envchoice("EMBEDDING_DEVICE", "auto", ("auto", "cpu", "cuda"))
 # 0 = automatic: 16 on the CPU, 256 on a GPU (ingest/embedding.py).
 EMBEDDING_BATCH_SIZE = envint("EMBEDDING_BATCH_SIZE", 0, minimum=0)
@@ -323,6 +325,7 @@ VLLM_MAX_MODEL_LEN = envint("VLLM_MAX_MODEL_LEN", 0, minimum=0)
 VLLM_REASONING_PARSER = envstr("VLLM_REASONING_PARSER", "auto")
 # Embedded: a GGUF file for llama.cpp. Unset (and no LLM_BASE_URL) means extractive answers.
 LLM_GGUF_PATH = envoptional("LLM_GGUF_PATH")
+check_gguf_setting(LLM_GGUF_PATH)
 LLM_CONTEXT_TOKENS = envint("LLM_CONTEXT_TOKENS", 4096, minimum=512)
 # Sensitivity routing (kb/routing): external endpoints (admin site, public material only) are
 # never used unless the operator switches this on; the configured model above is on premises.

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from kb.env import ConfigError, envbool, envint, envoptional, envstr
+from kb.settings_checks import require_extra
 
 LOCAL_BACKEND = "django.contrib.auth.backends.ModelBackend"
 LDAP_BACKEND = "kb.accounts.backends.DirectoryLDAPBackend"
@@ -96,7 +97,9 @@ def ldap_settings() -> dict[str, Any]:
     if server_uri is None:
         _refuse_without_switch("LDAP_SERVER_URI", LDAP_VARIABLES)
         return {}
-    # Imported only when LDAP is on: python-ldap loads the OpenLDAP client library.
+    # Imported only when LDAP is on: python-ldap loads the OpenLDAP client library, and it is
+    # an extra (it compiles against OpenLDAP's headers), absent from the default install.
+    require_extra("LDAP_SERVER_URI", ("ldap", "django_auth_ldap"), "ldap", "make install-ldap")
     import ldap
     from django_auth_ldap import config
 

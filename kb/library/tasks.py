@@ -12,8 +12,10 @@ from typing import Any
 
 from celery import shared_task
 from celery.signals import worker_ready
+from django.conf import settings
 from django.utils import timezone
 
+from ingest.parsing import ocr_unavailable_reason
 from kb.library import indexing, ingestion
 
 logger = logging.getLogger(__name__)
@@ -56,6 +58,8 @@ def on_worker_start(hostname: str) -> None:
     generation if EMBEDDING_MODEL or the index layout changed."""
     result = ingestion.recover_ingestion(ingestion.node_prefix(hostname), PROCESS_STARTED)
     logger.info("worker %s start-up recovery: %s", hostname, result)
+    if problem := ocr_unavailable_reason(tuple(settings.KB_OCR_LANGUAGES)):
+        logger.warning("OCR is off: %s; scanned PDFs and images fail with this reason", problem)
     indexing.ensure_index()
     if indexing.configured_model_differs():
         logger.warning(

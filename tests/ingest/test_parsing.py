@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 
 from ingest.errors import ContentMismatch, EncryptedFile, ParseError, UnsupportedFileType
-from ingest.parsing import ParsedDocument, ParsedElement, looks_like_heading, parse_file
+from ingest.parsing import (
+    ParsedDocument,
+    ParsedElement,
+    looks_like_heading,
+    ocr_unavailable_reason,
+    parse_file,
+)
 from tests.make_files import (
     FONT_CJK,
     FONT_LATIN,
@@ -246,3 +252,26 @@ def test_unstructured_counts_sentences_without_spacys_parser(tmp_path: Path) -> 
     assert text_type.is_possible_title("Quarterly Results")
     assert not text_type.is_possible_title("Revenue grew in every region. Costs fell by a tenth.")
     assert text_type.is_possible_narrative_text("Revenue grew in every region. Costs fell.")
+
+
+def test_a_scanned_pdf_without_tesseract_fails_alone_with_the_package_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scanned = write_scanned_pdf(tmp_path / "scan", [(["Delivery within 14 days."], FONT_LATIN)])
+    text = tmp_path / "deploy.txt"
+    text.write_text("Deployments freeze on Fridays.\n", encoding="utf-8")
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))  # no tesseract on it
+    ocr_unavailable_reason.cache_clear()
+    try:
+        with pytest.raises(ParseError, match=r"needs OCR .* apt-get install tesseract-ocr"):
+            parse_file(scanned, "contract.pdf")
+        # A file with text needs no OCR and is parsed as usual.
+        assert "Fridays" in parse_file(text, "deploy.txt").elements[0].text
+    finally:
+        ocr_unavailable_reason.cache_clear()
+
+
+def test_ocr_in_a_language_without_data_names_the_missing_package() -> None:
+    reason = ocr_unavailable_reason(("eng", "xx_test"))
+    assert reason is not None and "tesseract-ocr-xx-test" in reason
+    assert ocr_unavailable_reason(("eng", "chi_sim")) is None  # the default languages work

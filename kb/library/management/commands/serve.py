@@ -9,6 +9,8 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
+from ingest.parsing import ocr_unavailable_reason
+
 logger = logging.getLogger(__name__)
 
 
@@ -36,6 +38,11 @@ class Command(BaseCommand):
             from kb.worker import EmbeddedWorker
 
             worker = EmbeddedWorker().start()
+        if problem := ocr_unavailable_reason(tuple(settings.KB_OCR_LANGUAGES)):
+            self.stderr.write(
+                f"OCR is off: {problem}. Scanned PDFs and images will fail with this reason; "
+                "everything else is ingested as usual."
+            )
         url = f"http://{options['host']}:{options['port']}"
         self.stdout.write(self.style.SUCCESS(f"Portal serving at {url}  (Ctrl+C to stop)"))
         try:

@@ -2,8 +2,9 @@
 
     manage.py serve_llm [--host 0.0.0.0] [--port 8001] [--dry-run]
 
-vLLM is an optional extra (`pip install '.[vllm]'` on the GPU server); the web app only talks
-to it over HTTP (LLM_BASE_URL). The process is replaced by `vllm serve`, so a supervisor
+vLLM runs on the GPU server in an environment of its own (it pins its own CUDA build of torch,
+which the product's CPU lock cannot share): the compose file's vllm image, or `pip install vllm`
+in a separate virtualenv. The web app only talks to it over HTTP (LLM_BASE_URL). The process is replaced by `vllm serve`, so a supervisor
 (compose, systemd) sees vLLM itself. Everything stays offline: the model is a local directory
 and Hugging Face, vLLM usage stats and telemetry are switched off.
 """
@@ -80,8 +81,9 @@ class Command(BaseCommand):
         executable = shutil.which("vllm")
         if executable is None:
             raise CommandError(
-                "vllm is not installed here. Install it on the GPU server with "
-                "pip install '.[vllm]' (the web app does not need it)."
+                "vllm is not installed here. Install it on the GPU server in a virtualenv of "
+                "its own (pip install vllm; it brings its own CUDA torch) or use the compose "
+                "file's vllm image; the web app does not need it."
             )
         self.stdout.write(f"starting: {shlex.join(command)}")
         os.execve(executable, command, environment)  # noqa: S606 - fixed argv, no shell

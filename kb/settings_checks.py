@@ -1,0 +1,63 @@
+"""Start-up checks for settings that name something outside the process: a model file or
+directory, or an optional extra that must be installed. Each failure is one ConfigError that
+names the variable and the fix, raised while settings load, so a bad value stops the process
+before it serves anything instead of failing on the first question or sign-in.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from kb.env import ConfigError
+
+# What makes a directory a model that sentence-transformers can load offline: its own module
+# list, or a plain transformers config (sentence-transformers then adds mean pooling).
+_MODEL_MARKERS = ("modules.json", "config.json")
+
+
+def require_extra(setting: str, modules: tuple[str, ...], extra: str, install: str) -> None:
+    """Refuse start-up when SETTING switches on a feature whose extra is not installed."""
+    missing = [module for module in modules if importlib.util.find_spec(module) is None]
+    if missing:
+        raise ConfigError(
+            f"{setting} is set, but the `{extra}` extra is not installed ({', '.join(missing)} "
+            f"missing): run `{install}`, or unset {setting}"
+        )
+
+
+def check_embedding_model_setting(value: str) -> None:
+    """EMBEDDING_MODEL: empty (the bundled model), a local model directory, or a hub id already
+    in the local cache. A path that is not a model directory is refused here."""
+    if not value:
+        return
+    looks_like_path = value.startswith(("/", ".", "~"))
+    path = Path(value).expanduser()
+    if not path.exists():
+        if looks_like_path:
+            raise ConfigError(
+                f"EMBEDDING_MODEL={value!r} does not exist; point it at a model directory "
+                "(`manage.py models import` brings one onto an air-gapped machine), or unset "
+                "it for the bundled model"
+            )
+        return  # a hub id, resolved from the local cache when the model loads
+    if not path.is_dir() or not any((path / marker).is_file() for marker in _MODEL_MARKERS):
+        raise ConfigError(
+            f"EMBEDDING_MODEL={value!r} is not a model directory (no "
+            f"{' or '.join(_MODEL_MARKERS)}); point it at a sentence-transformers model, or "
+            "unset it for the bundled model"
+        )
+
+
+def check_gguf_setting(value: str | None) -> None:
+    """LLM_GGUF_PATH: a GGUF file that exists, and llama.cpp installed to serve it."""
+    if value is None:
+        return
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise ConfigError(
+            f"LLM_GGUF_PATH={value!r} is not a file; point it at a .gguf model (`manage.py "
+            "models import` brings one onto an air-gapped machine), or unset it for "
+            "extractive answers"
+        )
+    require_extra("LLM_GGUF_PATH", ("llama_cpp",), "llamacpp", "make install-llamacpp")

@@ -1,0 +1,85 @@
+"""A bad setting stops every entry point at start-up with one line naming the fix."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+# manage.py, with the modules named in HIDE made unimportable, as on an install without them.
+RUN_MANAGE = (
+    "import os, runpy, sys\n"
+    "for name in filter(None, os.environ.get('HIDE', '').split(',')):\n"
+    "    sys.modules[name] = None\n"
+    "sys.argv = ['manage.py', 'check']\n"
+    "runpy.run_path('manage.py', run_name='__main__')\n"
+)
+
+
+def manage_check(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("LDAP_", "LLM_", "EMBEDDING_"))
+    }
+    environment.update(KB_DATA_DIR=str(tmp_path / "data"), **env)
+    return subprocess.run(
+        [sys.executable, "-c", RUN_MANAGE],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def assert_one_line(result: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr  # no traceback
+    assert lines[0].startswith("Configuration error: ")
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def test_directory_sign_in_without_the_ldap_extra_names_the_extra(tmp_path: Path) -> None:
+    result = manage_check(
+        tmp_path, LDAP_SERVER_URI="ldaps://dc1.corp.example", HIDE="django_auth_ldap,ldap"
+    )
+    assert_one_line(result, "LDAP_SERVER_URI", "`ldap` extra", "make install-ldap")
+
+
+def test_a_gguf_path_that_does_not_exist_is_refused(tmp_path: Path) -> None:
+    result = manage_check(tmp_path, LLM_GGUF_PATH=str(tmp_path / "missing.gguf"))
+    assert_one_line(result, "LLM_GGUF_PATH", "missing.gguf", "is not a file")
+
+
+def test_a_gguf_without_llama_cpp_installed_names_the_extra(tmp_path: Path) -> None:
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"GGUF")
+    result = manage_check(tmp_path, LLM_GGUF_PATH=str(gguf), HIDE="llama_cpp")
+    assert_one_line(result, "LLM_GGUF_PATH", "`llamacpp` extra", "make install-llamacpp")
+
+
+@pytest.mark.parametrize("kind", ["missing", "empty folder", "file"])
+def test_an_embedding_model_path_that_is_not_a_model_is_refused(tmp_path: Path, kind: str) -> None:
+    target = tmp_path / "model"
+    if kind == "empty folder":
+        target.mkdir()
+    elif kind == "file":
+        target.write_text("not a model")
+    result = manage_check(tmp_path, EMBEDDING_MODEL=str(target))
+    expected = "does not exist" if kind == "missing" else "is not a model directory"
+    assert_one_line(result, "EMBEDDING_MODEL", expected)
+
+
+def test_a_good_configuration_starts(tmp_path: Path) -> None:
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"GGUF")
+    result = manage_check(tmp_path, LLM_GGUF_PATH=str(gguf))
+    assert result.returncode == 0, result.stderr

@@ -232,7 +232,7 @@ class LlamaCppLLM:
             except ImportError as exc:
                 raise LLMUnavailable(
                     "LLM_GGUF_PATH is set but llama-cpp-python is not installed "
-                    "(pip install '.[llamacpp]')"
+                    "(make install-llamacpp)"
                 ) from exc
             if not self.gguf_path.is_file():
                 raise LLMUnavailable(f"GGUF model file not found: {self.gguf_path}")

@@ -4,9 +4,10 @@
 
 vLLM runs on the GPU server in an environment of its own (it pins its own CUDA build of torch,
 which the product's CPU lock cannot share): the compose file's vllm image, or `pip install vllm`
-in a separate virtualenv. The web app only talks to it over HTTP (LLM_BASE_URL). The process is replaced by `vllm serve`, so a supervisor
-(compose, systemd) sees vLLM itself. Everything stays offline: the model is a local directory
-and Hugging Face, vLLM usage stats and telemetry are switched off.
+in a separate virtualenv. The web app only talks to it over HTTP (LLM_BASE_URL). The process
+is replaced by `vllm serve`, so a supervisor (compose, systemd) sees vLLM itself. Everything
+stays offline: the model is a local directory and Hugging Face, vLLM usage stats and telemetry
+are switched off.
 """
 
 from __future__ import annotations

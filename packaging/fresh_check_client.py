@@ -18,6 +18,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 
 def server_alive(pid: int) -> bool:
@@ -28,7 +29,9 @@ def server_alive(pid: int) -> bool:
     return True
 
 
-def wait_for_portal(opener: urllib.request.OpenerDirector, base: str, args: argparse.Namespace):
+def wait_for_portal(
+    opener: urllib.request.OpenerDirector, base: str, args: argparse.Namespace
+) -> None:
     deadline = time.monotonic() + args.timeout
     last_report = 0.0
     while True:
@@ -50,8 +53,11 @@ def wait_for_portal(opener: urllib.request.OpenerDirector, base: str, args: argp
         time.sleep(2)
 
 
-def post(opener: urllib.request.OpenerDirector, url: str, fields: dict[str, str], referer: str):
-    request = urllib.request.Request(
+def post(
+    opener: urllib.request.OpenerDirector, url: str, fields: dict[str, str], referer: str
+) -> Any:
+    # The portal's own http:// URL on loopback, given by fresh_check.sh.
+    request = urllib.request.Request(  # noqa: S310
         url, data=urllib.parse.urlencode(fields).encode(), headers={"Referer": referer}
     )
     return opener.open(request, timeout=300)

@@ -10,7 +10,7 @@ from functools import lru_cache
 
 from django.conf import settings
 
-from ingest.embedding import SentenceTransformersEmbedder
+from ingest.embedding import Embedder, embedder_for
 from ingest.index import VectorIndex
 from ingest.parsing import ParseOptions
 from ingest.safety import ArchiveLimits
@@ -21,7 +21,7 @@ _index: VectorIndex | None = None
 _parser: IsolatedRunner | None = None
 
 
-def get_embedder(model_name: str | None = None) -> SentenceTransformersEmbedder:
+def get_embedder(model_name: str | None = None) -> Embedder:
     """The embedder for `model_name` (an EMBEDDING_MODEL value); None means the configured one.
 
     One per model and process, because a rebuild to a new model embeds with both until it
@@ -31,11 +31,9 @@ def get_embedder(model_name: str | None = None) -> SentenceTransformersEmbedder:
 
 
 @lru_cache(maxsize=4)
-def _embedder(model_name: str) -> SentenceTransformersEmbedder:
-    return SentenceTransformersEmbedder(
-        model=model_name,
-        device=settings.EMBEDDING_DEVICE,
-        batch_size=settings.EMBEDDING_BATCH_SIZE,
+def _embedder(model_name: str) -> Embedder:
+    return embedder_for(
+        model_name, device=settings.EMBEDDING_DEVICE, batch_size=settings.EMBEDDING_BATCH_SIZE
     )
 
 

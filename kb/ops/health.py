@@ -107,20 +107,15 @@ def check_vector_index() -> str:
 def check_embedding_model() -> str:
     """Loading the model here would cost seconds and gigabytes on every probe: report whether
     it is loaded, and if not, whether its files are where the loader will look."""
-    from ingest.embedding import describe_model
     from kb.library.components import get_embedder
 
     embedder = get_embedder()  # constructing one loads nothing
     name = settings.EMBEDDING_MODEL or "all-MiniLM-L6-v2 (bundled)"
-    if getattr(embedder, "_model", None) is not None:
+    if embedder.loaded:
         return f"{name}: loaded"
-    if not settings.EMBEDDING_MODEL:
-        if not Path(embedder.model_path).is_dir():
-            raise Down(f"{name}: the bundled model's files are missing")
-    elif not Path(settings.EMBEDDING_MODEL).is_dir() and describe_model(
-        settings.EMBEDDING_MODEL
-    ).endswith("@unknown"):
-        raise Down(f"{name}: not found locally (models are installed ahead of time)")
+    problem = embedder.unavailable_reason()
+    if problem is not None:
+        raise Down(f"{name}: {problem}")
     return f"{name}: not loaded yet (loads on first use)"
 
 

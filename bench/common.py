@@ -67,6 +67,13 @@ def machine() -> dict[str, Any]:
     return {"cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count()}
 
 
+def eval_dir() -> Path | None:
+    """The folder of labelled retrieval sets (BEIR format: one folder per set with
+    corpus.jsonl, queries.jsonl, qrels/test.tsv), from KB_EVAL_DIR; None when unset."""
+    value = os.environ.get("KB_EVAL_DIR")
+    return Path(value) if value else None
+
+
 def write_result(name: str, result: dict[str, Any], out: Path | None = None) -> Path:
     path = out or RESULTS / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,13 +1,18 @@
 """Retrieval quality and latency (issue 4), written to bench/results/retrieval.json.
 
-    python bench/retrieval.py [--sets msmarco arcd] [--latency-sizes 10000 100000]
+    KB_EVAL_DIR=SETS python bench/retrieval.py [--sets msmarco arcd cmrc-trial]
+        [--latency-sizes 10000 100000] [--output retrieval]
 
-Quality: each labelled set in ../shared/eval (BEIR format) is ingested through the product's
+Quality: each labelled set in KB_EVAL_DIR (BEIR format; without it the quality part is
+skipped) is ingested through the product's
 own path (a folder upload, the Celery worker, parser child, chunker, embedder, index), and
 its queries are asked through `retrieve()` inside an access scope, dense only and hybrid.
 Next to them, in the same run: an exact brute-force search of the same model over the very
 texts the product embedded (the index's ceiling), and over the raw passages (the model's).
-Passages are scored by their best chunk; nDCG@10 uses the graded judgements.
+Passages are scored by their best chunk; nDCG@10 uses the graded judgements. A set with
+`answers.jsonl` (gold answer strings) also gets `answer_hit5`: the share of questions whose gold
+answer appears in the passages the product would send to the model (retrieve() with the
+configured top-k, thresholds and mode). EMBEDDING_MODEL picks the model, as in the product.
 
 Latency: synthetic corpora of 10k and 100k chunks (random unit vectors, lexical vectors of
 generated text) in a Qdrant Edge collection; the product's `retrieve()` (access filter,
@@ -32,7 +37,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: find bench/
 from bench.common import (
-    ROOT,
+    eval_dir,
     machine,
     percentile,
     prepare_environment,
@@ -40,7 +45,6 @@ from bench.common import (
     write_result,
 )
 
-EVAL = ROOT.parent / "shared" / "eval"
 TOP = 10
 
 
@@ -85,7 +89,15 @@ def by_best_chunk(chunk_ranking: list[str], k: int = TOP) -> list[str]:
     return seen
 
 
-def evaluate_set(name: str, work: Path) -> dict[str, Any]:
+def load_answers(folder: Path) -> dict[str, list[str]]:
+    path = folder / "answers.jsonl"
+    if not path.is_file():
+        return {}
+    rows = (json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line)
+    return {row["_id"]: [a for a in row["answers"] if a] for row in rows}
+
+
+def evaluate_set(name: str, sets: Path, work: Path) -> dict[str, Any]:
     import numpy as np
     from django.conf import settings
 
@@ -97,7 +109,8 @@ def evaluate_set(name: str, work: Path) -> dict[str, Any]:
     from kb.library.models import Chunk, Collection, DocumentVersion
     from kb.library.services import upload_folder
 
-    corpus, queries, qrels = load_set(EVAL / name)
+    corpus, queries, qrels = load_set(sets / name)
+    answers = load_answers(sets / name)
     folder = work / name
     folder.mkdir(parents=True)
     for passage_id, text in corpus.items():
@@ -137,6 +150,7 @@ def evaluate_set(name: str, work: Path) -> dict[str, Any]:
         scores.setdefault(f"{key}_recall10", []).append(recall_at(ranked, judged))
 
     chunk_by_id = {c.pk: passage_of_document[c.document_id] for c in chunks}
+    text_by_chunk = {c.pk: text for c, text in zip(chunks, texts, strict=True)}
     for query_id, question in queries.items():
         judged = qrels[query_id]
         vector = np.asarray(embedder.embed_query(question), dtype=np.float32)
@@ -151,6 +165,16 @@ def evaluate_set(name: str, work: Path) -> dict[str, Any]:
                 min_lexical_score=0.0, mode=mode,
             )  # fmt: skip
             record(mode, by_best_chunk([chunk_by_id[h.chunk_id] for h in hits]), judged)
+        if query_id in answers:
+            sent = retrieve(
+                question, scope, embedder=embedder, index=get_index(),
+                collection=generation.collection_name, top_k=settings.RETRIEVAL_TOP_K,
+                min_score=settings.RETRIEVAL_MIN_SCORE,
+                min_lexical_score=settings.RETRIEVAL_MIN_LEXICAL_SCORE,
+                mode="dense" if settings.RETRIEVAL_MODE == "dense" else "hybrid",
+            )  # fmt: skip
+            found = any(a in text_by_chunk[h.chunk_id] for h in sent for a in answers[query_id])
+            scores.setdefault("answer_hit5", []).append(float(found))
     result: dict[str, Any] = {
         key.replace("exact_raw_passages", "exact_raw"): round(sum(v) / len(v), 4)
         for key, v in scores.items()
@@ -257,9 +281,13 @@ def query_embedding_ms() -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sets", nargs="*", default=["msmarco", "arcd"])
+    parser.add_argument("--sets", nargs="*", default=["msmarco", "arcd", "cmrc-trial"])
     parser.add_argument("--latency-sizes", nargs="*", type=int, default=[10_000, 100_000])
+    parser.add_argument("--output", default="retrieval", help="bench/results/<output>.json")
     args = parser.parse_args()
+    sets = eval_dir()
+    if sets is None:
+        print("KB_EVAL_DIR is not set: the quality part is skipped (latency only)")
     work = Path(tempfile.mkdtemp(prefix="kb-bench-retrieval-"))
     prepare_environment(work / "data", "kb_bench_retrieval")
     from kb.worker import EmbeddedWorker
@@ -268,7 +296,8 @@ def main() -> None:
     worker = EmbeddedWorker(hostname="bench-retrieval@localhost").start()
     try:
         for name in args.sets:
-            result[name] = evaluate_set(name, work)
+            if sets is not None:
+                result[name] = evaluate_set(name, sets, work)
             print(name, json.dumps(result[name]))
     finally:
         worker.stop()
@@ -286,7 +315,7 @@ def main() -> None:
         print(label, json.dumps(measured))
     result["latency"] = latency
     result.update(machine())
-    path = write_result("retrieval", result)
+    path = write_result(args.output, result)
     print(path)
 
 

@@ -5,7 +5,7 @@
 #
 # 1. A minimal Debian 12 root (debootstrap --variant=minbase bookworm) gets python3,
 #    python3-venv, make and git, and nothing else. To reach the package registries it gets this
-#    host's resolv.conf and CA bundle; the folder holding the CPU torch wheel (TORCH_WHEELS) is
+#    host's resolv.conf and CA bundle (and a pip.conf naming that bundle); the folder holding the CPU torch wheel (TORCH_WHEELS) is
 #    bind-mounted where the Makefile looks for it. Commands inside run under `env -i`.
 # 2. The repository is cloned into it (the committed HEAD, not the working tree) and
 #    `make run` starts in the background.
@@ -61,6 +61,9 @@ step "debootstrap done in $(($(date +%s) - started)) s"
 cp /etc/resolv.conf "$FRESH_ROOT/etc/resolv.conf"
 mkdir -p "$FRESH_ROOT/etc/ssl/certs" "$FRESH_ROOT/opt/wheels" "$FRESH_ROOT/mnt/repo"
 cp "$CA_BUNDLE" "$FRESH_ROOT/etc/ssl/certs/ca-certificates.crt"
+# pip's own certificate store does not hold this host's CA: point it at the copied bundle, as
+# this host's pip configuration does (registry access only; nothing the project installs).
+printf '[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n' >"$FRESH_ROOT/etc/pip.conf"
 mount -t proc proc "$FRESH_ROOT/proc"
 mount --bind /dev "$FRESH_ROOT/dev"
 mount --bind /dev/pts "$FRESH_ROOT/dev/pts"

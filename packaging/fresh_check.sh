@@ -60,10 +60,6 @@ step "debootstrap done in $(($(date +%s) - started)) s"
 
 cp /etc/resolv.conf "$FRESH_ROOT/etc/resolv.conf"
 mkdir -p "$FRESH_ROOT/etc/ssl/certs" "$FRESH_ROOT/opt/wheels" "$FRESH_ROOT/mnt/repo"
-cp "$CA_BUNDLE" "$FRESH_ROOT/etc/ssl/certs/ca-certificates.crt"
-# pip's own certificate store does not hold this host's CA: point it at the copied bundle, as
-# this host's pip configuration does (registry access only; nothing the project installs).
-printf '[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n' >"$FRESH_ROOT/etc/pip.conf"
 mount -t proc proc "$FRESH_ROOT/proc"
 mount --bind /dev "$FRESH_ROOT/dev"
 mount --bind /dev/pts "$FRESH_ROOT/dev/pts"
@@ -74,6 +70,10 @@ step "apt-get install python3 python3-venv make git (nothing else)"
 inside "apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
   --no-install-recommends python3 python3-venv make git >/dev/null"
 inside "python3 --version; make --version | head -1; git --version"
+# After apt (its ca-certificates package rewrites the bundle): this host's CA bundle, and pip
+# pointed at it as this host's pip configuration does. Registry access only.
+cp "$CA_BUNDLE" "$FRESH_ROOT/etc/ssl/certs/ca-certificates.crt"
+printf '[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n' >"$FRESH_ROOT/etc/pip.conf"
 
 step "git clone, then make run (log: $FRESH_ROOT/root/make-run.log)"
 clone_started=$(date +%s)

@@ -19,7 +19,7 @@ from kb.env import ConfigError, envbool, envint, envoptional, envstr
 from kb.settings_checks import require_extra
 
 LOCAL_BACKEND = "django.contrib.auth.backends.ModelBackend"
-LDAP_BACKEND = "kb.accounts.backends.DirectoryLDAPBackend"
+LDAP_BACKEND = "kb.accounts.ldap_backend.DirectoryLDAPBackend"
 OIDC_BACKEND = "kb.accounts.backends.CompanyOIDCBackend"
 
 LDAP_VARIABLES = (

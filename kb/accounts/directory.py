@@ -26,10 +26,10 @@ signals (the audit trail) see every change.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import ldap.dn
 from django.contrib.auth.models import Group, User
 from django.db import transaction
 
@@ -57,22 +57,99 @@ def group_match_keys(group: str) -> set[str]:
     value = group.strip()
     if not value:
         return set()
-    try:
-        rdns = ldap.dn.str2dn(value)
-    except ldap.DECODING_ERROR:
-        return {value.casefold()}
+    rdns = parse_dn(value)
     if not rdns:
         return {value.casefold()}
-    return {ldap.dn.dn2str(rdns).casefold(), str(rdns[0][0][1]).casefold()}
+    return {dn_to_str(rdns).casefold(), rdns[0][0][1].casefold()}
 
 
 def _mapping_key(mapping_group: str) -> str:
     value = mapping_group.strip()
+    rdns = parse_dn(value)
+    return dn_to_str(rdns).casefold() if rdns else value.casefold()
+
+
+# --- distinguished names ---------------------------------------------------------------------
+# python-ldap parses DNs when it is installed (the `ldap` extra, for directory sign-in). An
+# OpenID Connect-only install has no python-ldap, and its group claims may still be DNs (Azure
+# AD, Keycloak with LDAP federation), so the same RFC 4514 rules are also written out here;
+# tests/kb/test_directory_memberships.py checks that the two agree.
+_ATTRIBUTE = re.compile(r"\s*([A-Za-z][A-Za-z0-9-]*|[0-9]+(?:\.[0-9]+)*)\s*=")
+_SPECIAL = ',+"\\<>;=#'
+
+
+def parse_dn(value: str) -> list[list[tuple[str, str]]] | None:
+    """The RDNs of a DN as [[(type, value), ...], ...]; None if VALUE is not a DN."""
     try:
-        rdns = ldap.dn.str2dn(value)
+        import ldap.dn
+    except ImportError:
+        return _parse_dn(value)
+    try:
+        return [[(t, v) for t, v, _ in rdn] for rdn in ldap.dn.str2dn(value)]
     except ldap.DECODING_ERROR:
-        return value.casefold()
-    return ldap.dn.dn2str(rdns).casefold() if rdns else value.casefold()
+        return None
+
+
+def dn_to_str(rdns: list[list[tuple[str, str]]]) -> str:
+    def escape(text: str) -> str:
+        escaped = "".join(f"\\{c}" if c in ',+"\\<>;' else c for c in text)
+        if escaped[:1] in ("#", " "):
+            escaped = "\\" + escaped
+        if escaped.endswith(" "):
+            escaped = escaped[:-1] + "\\ "
+        return escaped
+
+    return ",".join("+".join(f"{t}={escape(v)}" for t, v in rdn) for rdn in rdns)
+
+
+def _parse_dn(value: str) -> list[list[tuple[str, str]]] | None:
+    rdns: list[list[tuple[str, str]]] = []
+    rdn: list[tuple[str, str]] = []
+    position = 0
+    while position < len(value):
+        match = _ATTRIBUTE.match(value, position)
+        if match is None:
+            return None
+        position = match.end()
+        raw = bytearray()
+        trailing_spaces = 0  # unescaped spaces at the end of the value are not part of it
+        while position < len(value) and value[position] not in ",+":
+            char = value[position]
+            if char == "\\":
+                pair = value[position + 1 : position + 3]
+                if re.fullmatch(r"[0-9A-Fa-f]{2}", pair):
+                    raw.append(int(pair, 16))
+                    position += 3
+                elif pair[:1] and pair[0] in _SPECIAL + " ":
+                    raw.extend(pair[0].encode())
+                    position += 2
+                else:
+                    return None
+                trailing_spaces = 0
+                continue
+            if char in '"<>;=' or (char == "#" and not raw):
+                return None  # quoted or BER-encoded values: leave such groups to python-ldap
+            if char == " " and not raw:
+                position += 1
+                continue
+            trailing_spaces = trailing_spaces + 1 if char == " " else 0
+            raw.extend(char.encode())
+            position += 1
+        try:
+            text = bytes(raw[: len(raw) - trailing_spaces]).decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        rdn.append((match.group(1), text))
+        if position < len(value) and value[position] == "+":
+            position += 1
+            continue
+        rdns.append(rdn)
+        rdn = []
+        if position < len(value):
+            position += 1  # the comma
+            if position == len(value):
+                return None
+    return rdns
 
 
 def granted_by_groups(groups: Iterable[str]) -> tuple[dict[int, Grant], bool]:

@@ -159,3 +159,34 @@ def test_auditor_role_follows_the_directory_once_a_group_grants_it(dana: User) -
     sync_directory_memberships(dana, ["cn=internal audit,ou=groups,dc=corp,dc=example"])
     assert is_auditor(dana)
     assert M.objects.filter(user=dana).count() == 0  # auditing grants no department
+
+
+DNS = [
+    "CN=Finance, OU=Groups,DC=corp",
+    "cn = Fin ance ,ou=g",
+    "cn=A\\,B,ou=x",
+    "cn=Finance+uid=3,ou=g",
+    "cn=\\46inance,ou=g",
+    "cn=财务部,ou=groups",
+    "cn=\\E8\\B4\\A2,ou=x",
+    "cn=a\\ ,ou=b",
+    "cn=a\\+b",
+    "1.2.3=x",
+    "Finance Team",
+    "cn=x,",
+    "finance",
+]
+
+
+@pytest.mark.parametrize("value", DNS)
+def test_the_dn_rules_agree_with_and_without_python_ldap(value: str) -> None:
+    # An OpenID Connect-only install has no python-ldap; its DN parsing must match.
+    import ldap.dn
+
+    from kb.accounts.directory import _parse_dn, dn_to_str, parse_dn
+
+    with_ldap = parse_dn(value)
+    assert _parse_dn(value) == with_ldap
+    if with_ldap:
+        expected = ldap.dn.dn2str([[(t, v, 1) for t, v in rdn] for rdn in with_ldap])
+        assert dn_to_str(with_ldap) == expected

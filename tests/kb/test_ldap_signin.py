@@ -16,7 +16,7 @@ from django.test import Client
 from pytest_django.fixtures import Settings
 
 from kb.accounts.access import is_auditor
-from kb.accounts.backends import DirectoryLDAPBackend
+from kb.accounts.ldap_backend import DirectoryLDAPBackend
 from kb.accounts.models import Clearance, Department, DirectoryGroupMapping, Membership
 from kb.env import ConfigError
 from kb.settings_sso import LDAP_BACKEND, sign_in_settings

@@ -83,3 +83,29 @@ def test_a_good_configuration_starts(tmp_path: Path) -> None:
     gguf.write_bytes(b"GGUF")
     result = manage_check(tmp_path, LLM_GGUF_PATH=str(gguf))
     assert result.returncode == 0, result.stderr
+
+
+def test_the_portal_serves_its_sign_in_page_without_the_ldap_extra(tmp_path: Path) -> None:
+    # The default install has no python-ldap: nothing on the way to a page may import it.
+    script = (
+        "import sys\n"
+        "sys.modules['ldap'] = None\n"
+        "sys.modules['django_auth_ldap'] = None\n"
+        "import django, kb\n"
+        "django.setup()\n"
+        "from django.test import Client\n"
+        "print(Client().get('/login/').status_code)\n"
+    )
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("LDAP_")}
+    environment.update(KB_DATA_DIR=str(tmp_path / "data"), DJANGO_SETTINGS_MODULE="kb.settings")
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "200"

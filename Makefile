@@ -95,6 +95,7 @@ BENCH_ENV := DATABASE_URL=postgres://postgres@127.0.0.1:5432/kb \
 	CELERY_BROKER_URL=redis://127.0.0.1:6379/14 HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
 
 bench: $(VENV)/.test
+	$(BENCH_ENV) $(BIN)/python bench/embedding.py
 	$(BENCH_ENV) $(BIN)/python bench/ingest.py
 	$(BENCH_ENV) $(BIN)/python bench/ttft.py
 	$(BENCH_ENV) $(BIN)/python bench/retrieval.py

@@ -106,15 +106,31 @@ def run(documents: int, seed: int, out: Path) -> dict[str, Any]:
     assert chunks == Chunk.objects.filter(version__in=indexed).count()
     pages = sum(v.page_count or 0 for v in indexed)
 
-    # The bare model on the same texts, same device and batch size, in the same run.
-    from sentence_transformers import SentenceTransformer
+    # The bare model on the same texts, same device and batch size, in the same run: a
+    # sentence-transformers model through its own encode; any other backend through a fresh
+    # embedder of its own, alone (no ingestion beside it).
+    from ingest.embedding import SentenceTransformersEmbedder, embedder_for
 
-    bare = SentenceTransformer(embedder.model_path, device=embedder.device, local_files_only=True)
-    if embedder.device.startswith("cuda"):
-        bare = bare.half()
-    bare.encode(texts[:64], batch_size=embedder.batch_size)
+    if isinstance(embedder, SentenceTransformersEmbedder):
+        from sentence_transformers import SentenceTransformer
+
+        model = SentenceTransformer(
+            embedder.model_path, device=embedder.device, local_files_only=True
+        )
+        if embedder.device.startswith("cuda"):
+            model = model.half()
+
+        def bare(batch: list[str]) -> object:
+            return model.encode(batch, batch_size=embedder.batch_size, normalize_embeddings=True)
+    else:
+        alone = embedder_for(settings.EMBEDDING_MODEL, batch_size=embedder.batch_size)
+
+        def bare(batch: list[str]) -> object:
+            return alone.embed_documents(batch)
+
+    bare(texts[:64])
     bare_started = time.monotonic()
-    bare.encode(texts, batch_size=embedder.batch_size, normalize_embeddings=True)
+    bare(texts)
     bare_seconds = time.monotonic() - bare_started
 
     chunks_per_s = chunks / seconds

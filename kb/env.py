@@ -13,6 +13,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import overload
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -82,7 +83,11 @@ def envint(name: str, default: int, *, minimum: int | None = None) -> int:
     return number
 
 
-def envfloat(name: str, default: float) -> float:
+@overload
+def envfloat(name: str, default: float) -> float: ...
+@overload
+def envfloat(name: str, default: None) -> float | None: ...
+def envfloat(name: str, default: float | None) -> float | None:
     value = _raw(name)
     if value is None or value.strip() == "":
         return default

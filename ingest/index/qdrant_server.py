@@ -216,6 +216,7 @@ class QdrantServerIndex:
         *,
         sparse: SparseVector | None = None,
         min_lexical_score: float | None = None,
+        lexical_weight: float = 1.0,
     ) -> list[IndexHit]:
         scope = require_scope(scope)
         if scope.is_empty:
@@ -283,7 +284,7 @@ class QdrantServerIndex:
                 in_scope,
                 min_lexical_score,
             )
-        return fuse_rankings(dense, lexical, limit)
+        return fuse_rankings(dense, lexical, limit, lexical_weight=lexical_weight)
 
     def delete_version(self, collection: str, version_id: int) -> None:
         self._require(collection)

@@ -2,8 +2,10 @@
 
 `Authorization: Bearer kbt_<prefix>.<secret>`. The request then runs as the token's service
 account, narrowed to the token's departments / collections (kb/api/scope.py). With
-`X-On-Behalf-Of: <username>` and the `on_behalf` right, it runs as that employee instead,
-with exactly the employee's permissions: their memberships, clearances, conversations.
+`X-On-Behalf-Of: <username>` (the name exactly: no trimming) and the `on_behalf` right, it
+runs as that employee instead: their memberships, clearances and conversations, still
+narrowed to the token's departments / collections and limited to its actions (the
+intersection: acting for someone never reaches past the token).
 Every use is an audit record (`token.used`); every refusal an `access.denied` one.
 """
 
@@ -33,7 +35,7 @@ LAST_USED_RESOLUTION = timedelta(minutes=1)
 @dataclass(frozen=True)
 class TokenAuth:
     token: ApiToken
-    on_behalf: bool  # the request runs as a named employee, with their permissions exactly
+    on_behalf: bool  # the request runs as a named employee, within the token's narrowing
 
 
 class TokenAuthentication(authentication.BaseAuthentication):
@@ -48,7 +50,9 @@ class TokenAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed("Use 'Authorization: Bearer <token>'.")
         token = self._token(credentials.strip(), request)
         user: Any = token.account.user
-        on_behalf = str(request.META.get(ON_BEHALF_HEADER, "")).strip()
+        # The name exactly as sent: "u_hr\t" is nobody, not u_hr (no trimming, no case
+        # folding beyond the user model's own lookup, as at sign-in).
+        on_behalf = str(request.META.get(ON_BEHALF_HEADER, ""))
         if on_behalf:
             if not token.allows(ApiToken.Action.ON_BEHALF):
                 self._refuse(request, token, "token may not act on behalf of employees")

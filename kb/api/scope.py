@@ -19,19 +19,19 @@ def token_auth(request: Request) -> TokenAuth:
 
 
 def collection_ids(request: Request) -> frozenset[int]:
-    """The collections this request may read.
+    """The collections this request may read: the intersection of what the person it runs
+    as may read and what the token is narrowed to.
 
-    On behalf of an employee: exactly the employee's. As the service account itself: the
-    account's (from its own memberships), narrowed to the token's departments and
-    collections when the token names any (a collection passes if it is in one of the
-    departments or is one of the collections).
+    The person is the service account itself (its own memberships) or, with
+    `X-On-Behalf-Of`, the named employee. The token's narrowing (its departments and
+    collections; a collection passes if it is in one of the departments or is one of the
+    collections) applies either way: a CRM token narrowed to Sales never reads HR, whoever
+    it acts for. A token that names neither is not narrowed.
     """
     readable = readable_collection_ids(request.user)
-    auth = token_auth(request)
-    if auth.on_behalf:
-        return readable
-    departments = list(auth.token.departments.values_list("pk", flat=True))
-    collections = list(auth.token.collections.values_list("pk", flat=True))
+    token = token_auth(request).token
+    departments = list(token.departments.values_list("pk", flat=True))
+    collections = list(token.collections.values_list("pk", flat=True))
     if not departments and not collections:
         return readable
     narrowed = Collection.objects.filter(pk__in=readable).filter(

@@ -60,6 +60,8 @@ def on_worker_start(hostname: str) -> None:
     logger.info("worker %s start-up recovery: %s", hostname, result)
     if problem := ocr_unavailable_reason(tuple(settings.KB_OCR_LANGUAGES)):
         logger.warning("OCR is off: %s; scanned PDFs and images fail with this reason", problem)
+    if settings.EMBEDDING_FALLBACK_NOTICE:
+        logger.warning("%s", settings.EMBEDDING_FALLBACK_NOTICE)
     indexing.ensure_index()
     if indexing.configured_model_differs():
         logger.warning(

@@ -22,12 +22,15 @@ from django.core.exceptions import PermissionDenied
 from django.utils.translation import gettext, gettext_noop
 
 from inference.answering import (
+    OVERLAP_WEIGHT,
+    SentenceScorer,
     Source,
     accept_rewrite,
     build_messages,
     extractive_answer,
     fallback_rewrite,
     is_follow_up,
+    question_overlap,
     rewrite_messages,
     verify_citations,
 )
@@ -40,9 +43,10 @@ from inference.llm import (
     OpenAICompatibleLLM,
 )
 from inference.retrieval import retrieve
-from ingest.embedding import PendingQuery, model_fingerprint
+from ingest.embedding import Embedder, PendingQuery, model_fingerprint
 from ingest.index import AccessScope, IndexHit, MissingCollection
 from ingest.index.unavailable import IndexUnavailable, is_unreachable
+from ingest.lexical import tokenize
 from kb.accounts.access import AnyUser, access_scope_for
 from kb.audit.trail import record
 from kb.glossary.services import lexical_expansion, terms_for_question
@@ -217,6 +221,30 @@ def start_question_embedding(question: str) -> PendingQuery:
     return get_embedder(active_generation().model_name).start_query(question)
 
 
+def min_score_for(embedder: Embedder) -> float:
+    """The dense threshold: RETRIEVAL_MIN_SCORE when the operator set one, else the one
+    measured for the served model (its RetrievalCalibration)."""
+    if settings.RETRIEVAL_MIN_SCORE is not None:
+        return float(settings.RETRIEVAL_MIN_SCORE)
+    return embedder.calibration.min_score
+
+
+def sentence_scorer(question: str) -> SentenceScorer:
+    """How well each sentence answers `question`, by the served generation's model: what
+    an extractive answer picks its sentences by."""
+    embedder = get_embedder(active_generation().model_name)
+    asked = set(tokenize(question))
+
+    def score(sentences: list[str]) -> list[float]:
+        cosines = embedder.similarities(question, sentences)
+        return [
+            cosine + OVERLAP_WEIGHT * question_overlap(asked, set(tokenize(sentence)))
+            for cosine, sentence in zip(cosines, sentences, strict=True)
+        ]
+
+    return score
+
+
 def search_passages(
     question: str,
     scope: AccessScope,
@@ -239,8 +267,9 @@ def search_passages(
                 index=get_index(),
                 collection=generation.collection_name,
                 top_k=settings.RETRIEVAL_TOP_K,
-                min_score=settings.RETRIEVAL_MIN_SCORE,
+                min_score=min_score_for(embedder),
                 min_lexical_score=settings.RETRIEVAL_MIN_LEXICAL_SCORE,
+                lexical_weight=embedder.calibration.lexical_weight,
                 mode="dense" if settings.RETRIEVAL_MODE == "dense" else "hybrid",
                 exclude_version_ids=hidden_version_ids(),
                 lexical_expansion=lexical_expansion,
@@ -391,7 +420,9 @@ def stream_answer(
         # The passages are the answer: no model produced it, so none is recorded with it.
         answer.mode, answer.model, answer.model_version = "extractive", "", ""
         answer.endpoint = ""
-        answer.text, answer.cited = verify_citations(extractive_answer(sources), len(sources))
+        answer.text, answer.cited = verify_citations(
+            extractive_answer(sources, sentence_scorer(query)), len(sources)
+        )
     answer.seconds = time.monotonic() - started
     _record(conversation, answer, hits, meter)
     yield "done", answer

@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import pytest
+
 from inference.answering import (
     ReasoningStream,
     Source,
@@ -8,9 +12,12 @@ from inference.answering import (
     extractive_answer,
     fallback_rewrite,
     is_follow_up,
+    question_overlap,
     split_reasoning,
+    split_sentences,
     verify_citations,
 )
+from ingest.lexical import tokenize
 
 
 def source(number: int, text: str = "Some passage.") -> Source:
@@ -56,7 +63,7 @@ def test_sources_are_wrapped_as_data_and_cannot_close_their_wrapper() -> None:
     assert user.rstrip().endswith("with citations:")
 
 
-def test_extractive_answer_cites_each_passage() -> None:
+def test_extractive_answer_without_a_scorer_cites_each_passage() -> None:
     text = extractive_answer([source(1, "First passage."), source(2, "Second.")])
     assert text == "First passage. [1]\n\nSecond. [2]"
     long = extractive_answer([source(1, "word " * 400)], max_chars=50)
@@ -123,3 +130,62 @@ def test_follow_ups_are_recognised_and_rewritten_from_the_conversation() -> None
     assert accept_rewrite(rambling, "And in Berlin?", earlier) == fallback_rewrite(
         earlier, "And in Berlin?"
     )
+
+
+def test_sentences_split_in_every_script_and_lose_their_markdown() -> None:
+    text = (
+        "# Invoices\n\n- Above 50,000 EUR the CFO approves. Below it, the manager!\n"
+        "超过五万欧元的发票由财务总监审批。其他发票由部门经理审批；紧急情况除外。\n"
+        "| Hotel | 180 EUR |\nتتم الموافقة من المدير المالي. هل هذا واضح؟ نعم"
+    )
+    assert split_sentences(text) == [
+        "Invoices",
+        "Above 50,000 EUR the CFO approves.",
+        "Below it, the manager!",
+        "超过五万欧元的发票由财务总监审批。",
+        "其他发票由部门经理审批；紧急情况除外。",  # a semicolon does not end a sentence
+        "Hotel | 180 EUR",
+        "تتم الموافقة من المدير المالي.",
+        "هل هذا واضح؟",
+        "نعم",
+    ]
+
+
+def keyword_scorer(*keywords: str) -> Callable[[list[str]], list[float]]:
+    """A stand-in for the model: a sentence scores by how many of the keywords it has."""
+    return lambda sentences: [float(sum(k in s for k in keywords)) for s in sentences]
+
+
+def test_the_extractive_answer_is_the_answering_sentences_cited_in_reading_order() -> None:
+    sources = [
+        source(1, "Travel is booked online. Invoices above 50,000 EUR need the CFO. "
+                  "Invoices below that need the manager. Lunch is at noon."),
+        source(2, "The CFO signs invoices above 50,000 EUR on Mondays. Parking is free."),
+        source(3, "Nothing relevant here. Still nothing."),
+    ]  # fmt: skip
+    answer = extractive_answer(sources, keyword_scorer("CFO", "50,000", "Invoices"), margin=2.0)
+    # Passage 1's two best (of its four) in reading order, passage 2's best; passage 3
+    # scores too far below the best to add anything.
+    assert answer == (
+        "Invoices above 50,000 EUR need the CFO. Invoices below that need the manager. [1]"
+        "\n\nThe CFO signs invoices above 50,000 EUR on Mondays. [2]"
+    )
+    # A tight margin keeps the best sentence alone.
+    tight = extractive_answer(sources, keyword_scorer("CFO", "50,000", "Invoices"), margin=0.5)
+    assert tight == "Invoices above 50,000 EUR need the CFO. [1]"
+
+
+def test_at_most_two_sentences_per_source_and_three_sources() -> None:
+    sources = [source(n, "One a. Two a. Three a. Four a.") for n in range(1, 6)]
+    answer = extractive_answer(sources, keyword_scorer("a"))
+    assert answer.count("[") == 3
+    assert all(line.count(" a.") == 2 for line in answer.split("\n\n"))
+    assert extractive_answer([source(1, "  \n# \n")], keyword_scorer("a")) == ""
+
+
+def test_question_overlap_is_the_share_of_the_questions_terms() -> None:
+    asked = set(tokenize("Who approves invoices above 50,000 EUR?"))
+    assert question_overlap(asked, set(tokenize("The CFO approves invoices."))) == pytest.approx(
+        2 / len(asked)
+    )
+    assert question_overlap(set(), {"x"}) == 0.0

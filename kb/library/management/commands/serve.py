@@ -43,6 +43,8 @@ class Command(BaseCommand):
                 f"OCR is off: {problem}. Scanned PDFs and images will fail with this reason; "
                 "everything else is ingested as usual."
             )
+        if settings.EMBEDDING_FALLBACK_NOTICE:
+            self.stderr.write(settings.EMBEDDING_FALLBACK_NOTICE)
         url = f"http://{options['host']}:{options['port']}"
         self.stdout.write(self.style.SUCCESS(f"Portal serving at {url}  (Ctrl+C to stop)"))
         try:

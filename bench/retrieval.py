@@ -188,7 +188,7 @@ def evaluate_set(
             min_score=min_score_for(embedder),
             min_lexical_score=settings.RETRIEVAL_MIN_LEXICAL_SCORE,
             mode="dense" if settings.RETRIEVAL_MODE == "dense" else "hybrid",
-            lexical_weight=embedder.calibration.lexical_weight,
+            fusion=embedder.calibration.fusion,
         )  # fmt: skip
 
     def every_channel_hit(question: str) -> Any:
@@ -222,7 +222,7 @@ def evaluate_set(
                 question, scope, embedder=embedder, index=get_index(),
                 collection=generation.collection_name, top_k=TOP * 3, min_score=-1.0,
                 min_lexical_score=settings.RETRIEVAL_MIN_LEXICAL_SCORE, mode=mode,
-                lexical_weight=embedder.calibration.lexical_weight,
+                fusion=embedder.calibration.fusion,
             )  # fmt: skip
             record(mode, by_best_chunk([chunk_by_id[h.chunk_id] for h in hits]), judged)
         if query_id in answers:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal, Protocol
 
-from ingest.index import AccessScope, IndexHit, VectorIndex
+from ingest.index import DEFAULT_FUSION, AccessScope, Fusion, IndexHit, VectorIndex
 from ingest.lexical import query_vector
 
 RetrievalMode = Literal["hybrid", "dense"]
@@ -36,7 +36,7 @@ def retrieve(
     exclude_version_ids: frozenset[int] = frozenset(),
     lexical_expansion: Sequence[str] = (),
     question_vector: Sequence[float] | None = None,
-    lexical_weight: float = 1.0,
+    fusion: Fusion = DEFAULT_FUSION,
 ) -> list[IndexHit]:
     """The best passages the scope allows, best first (fused rank); each one has a cosine of
     at least `min_score` or a lexical score of at least `min_lexical_score`.
@@ -51,7 +51,7 @@ def retrieve(
     question with a list of synonyms appended drifts away from what was asked.
 
     `question_vector`: the question's embedding by `embedder`, when the caller already has it.
-    `min_score` and `lexical_weight` come from the model's RetrievalCalibration.
+    `min_score` and `fusion` come from the model's RetrievalCalibration.
     """
     if scope.is_empty or not question.strip():
         return []
@@ -64,5 +64,5 @@ def retrieve(
         exclude_version_ids=exclude_version_ids,
         sparse=query_vector(" ".join([question, *lexical_expansion])) if mode == "hybrid" else None,
         min_lexical_score=min_lexical_score,
-        lexical_weight=lexical_weight,
+        fusion=fusion,
     )

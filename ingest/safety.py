@@ -164,23 +164,59 @@ def clean_member_path(name: str) -> str | None:
     return None if cleaned in ("", ".") else cleaned
 
 
-def archive_members(path: Path, filename: str, limits: ArchiveLimits) -> list[ArchiveMember]:
-    """The files of an archive, after the bomb checks; directories and junk are skipped."""
+def member_path_problem(name: str) -> str | None:
+    """Why an archive member's name is refused, or None: a path that climbs out of the
+    archive, an absolute path or a drive letter. Such a member is never stored under any
+    cleaned-up form of its name (the uploader is told instead: it is listed with this)."""
+    normalized = name.replace("\\", "/")
+    if _UNSAFE_PATH.search(normalized):
+        return "refused: its path climbs out of the archive (..)"
+    if re.match(r"^[A-Za-z]:", normalized):
+        return "refused: its path starts with a drive letter"
+    if normalized.startswith("/"):
+        return "refused: its path is absolute"
+    return None
+
+
+@dataclass
+class ArchiveListing:
+    """What an archive holds: the members to ingest, and (name, reason) for every file
+    entry that will not be, so the uploader is told about each one."""
+
+    members: list[ArchiveMember]
+    skipped: list[tuple[str, str]]
+
+
+def archive_listing(path: Path, filename: str, limits: ArchiveLimits) -> ArchiveListing:
+    """The files of an archive, after the bomb checks; directories are not files."""
+    listing = ArchiveListing([], [])
     with _open_zip(path, filename) as archive:
         check_zip_limits(archive, filename, limits)
-        members = []
         for info in archive.infolist():
             if info.is_dir():
                 continue
-            cleaned = clean_member_path(_member_name(info))
+            name = _member_name(info)
+            if (problem := member_path_problem(name)) is not None:
+                listing.skipped.append((name, problem))
+                continue
+            cleaned = clean_member_path(name)
             if cleaned is None:
+                listing.skipped.append((name, "refused: the entry has no usable name"))
                 continue
             base = posixpath.basename(cleaned)
             # macOS resource forks and Windows thumbnails are not documents.
             if cleaned.startswith("__MACOSX/") or base.startswith("._") or base == "Thumbs.db":
+                listing.skipped.append(
+                    (cleaned, "skipped: operating-system metadata, not a document")
+                )
                 continue
-            members.append(ArchiveMember(cleaned, info.file_size, info))
-        return members
+            listing.members.append(ArchiveMember(cleaned, info.file_size, info))
+    return listing
+
+
+def archive_members(path: Path, filename: str, limits: ArchiveLimits) -> list[ArchiveMember]:
+    """The files of an archive to ingest (archive_listing without the skipped ones)."""
+    return archive_listing(path, filename, limits).members
 
 
 def copy_member(path: Path, member: ArchiveMember, out: IO[bytes]) -> None:

@@ -219,6 +219,13 @@ MEDIA_ROOT = Path(envstr("KB_FILES_DIR", str(DATA_DIR / "files")))
 KB_MAX_UPLOAD_BYTES = envint("KB_MAX_UPLOAD_MB", 50, minimum=1) * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+# The name guard first: it sees each uploaded file's name before Django cuts it to 255
+# characters, so an overlong name is refused instead (kb/library/upload_names.py).
+FILE_UPLOAD_HANDLERS = [
+    "kb.library.upload_names.UploadNameGuard",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = envbool("SESSION_COOKIE_SECURE", False)

@@ -7,8 +7,11 @@ which collection (index generation) is written and served.
 """
 
 from ingest.index.base import (
+    DEFAULT_FUSION,
     INDEX_SCHEMA_VERSION,
+    RRF_K,
     AccessScope,
+    Fusion,
     IndexHit,
     IndexLocked,
     IndexPoint,
@@ -20,8 +23,11 @@ from ingest.index.base import (
 )
 
 __all__ = [
+    "DEFAULT_FUSION",
     "INDEX_SCHEMA_VERSION",
+    "RRF_K",
     "AccessScope",
+    "Fusion",
     "IndexHit",
     "IndexLocked",
     "IndexPoint",

@@ -266,25 +266,35 @@ def channel_limit(limit: int) -> int:
     return max(4 * limit, 20)
 
 
+@dataclass(frozen=True)
+class Fusion:
+    """How the two channels' rankings are fused (reciprocal rank fusion): a hit at rank r
+    of a channel adds weight / (rrf_k + r), the dense channel's weight being 1. The right
+    values depend on the embedding model (how good its own ranking is), so they are part of
+    its calibration (ingest/embedding.py RetrievalCalibration)."""
+
+    lexical_weight: float = 1.0
+    rrf_k: int = RRF_K
+
+
+# Equal weights and the usual k: MiniLM's calibration, and any model without its own.
+DEFAULT_FUSION = Fusion()
+
+
 def fuse_rankings(
-    dense: list[IndexHit],
-    lexical: list[IndexHit],
-    limit: int,
-    k: int = RRF_K,
-    lexical_weight: float = 1.0,
+    dense: list[IndexHit], lexical: list[IndexHit], limit: int, fusion: Fusion = DEFAULT_FUSION
 ) -> list[IndexHit]:
     """Reciprocal rank fusion of the two channels' hits (each already filtered by the index),
-    the lexical channel's ranks counting `lexical_weight` times the dense channel's (the
-    embedding model's calibration says how much its dense ranking needs the lexical help).
+    weighted by `fusion`.
 
     A point found by both keeps both channel scores. Ties go to the point with a dense
     score, then to the higher cosine, then to the higher lexical score.
     """
     fused: dict[str, IndexHit] = {}
     scores: dict[str, float] = {}
-    for channel, weight in ((dense, 1.0), (lexical, lexical_weight)):
+    for channel, weight in ((dense, 1.0), (lexical, fusion.lexical_weight)):
         for rank, hit in enumerate(channel, start=1):
-            scores[hit.point_id] = scores.get(hit.point_id, 0.0) + weight / (k + rank)
+            scores[hit.point_id] = scores.get(hit.point_id, 0.0) + weight / (fusion.rrf_k + rank)
             seen = fused.get(hit.point_id)
             if seen is None:
                 fused[hit.point_id] = hit
@@ -344,7 +354,7 @@ class VectorIndex(Protocol):
         *,
         sparse: SparseVector | None = None,
         min_lexical_score: float | None = None,
-        lexical_weight: float = 1.0,
+        fusion: Fusion = DEFAULT_FUSION,
     ) -> list[IndexHit]:
         """The best points inside `scope`, best first; `exclude_version_ids` are invisible.
 
@@ -353,7 +363,7 @@ class VectorIndex(Protocol):
         lexical vectors, lexical (at least `min_lexical_score` distinctive words matched, see
         `lexical_hits`, with IDF computed over the points the scope can see, so other
         departments' documents do not even shift the statistics). The two rankings are fused
-        with `fuse_rankings` (`lexical_weight`); a point that passes neither threshold is
+        with `fuse_rankings` (`fusion`); a point that passes neither threshold is
         never returned.
         """
 

@@ -27,6 +27,7 @@ import qdrant_edge as qe
 
 from ingest.index.base import (
     COLLECTION_ID,
+    DEFAULT_FUSION,
     DENSE_VECTOR,
     DOCUMENT_ID,
     INDEX_SCHEMA_VERSION,
@@ -34,6 +35,7 @@ from ingest.index.base import (
     SPARSE_VECTOR,
     VERSION_ID,
     AccessScope,
+    Fusion,
     IndexHit,
     IndexLocked,
     IndexPoint,
@@ -323,7 +325,7 @@ class QdrantEdgeIndex:
         *,
         sparse: SparseVector | None = None,
         min_lexical_score: float | None = None,
-        lexical_weight: float = 1.0,
+        fusion: Fusion = DEFAULT_FUSION,
     ) -> list[IndexHit]:
         scope = require_scope(scope)
         if scope.is_empty:
@@ -353,7 +355,7 @@ class QdrantEdgeIndex:
                 in_scope,
                 min_lexical_score,
             )
-        return fuse_rankings(dense, lexical, limit, lexical_weight=lexical_weight)
+        return fuse_rankings(dense, lexical, limit, fusion)
 
     def delete_version(self, collection: str, version_id: int) -> None:
         with self._lock:

@@ -20,6 +20,7 @@ from qdrant_client.http.exceptions import UnexpectedResponse
 
 from ingest.index.base import (
     COLLECTION_ID,
+    DEFAULT_FUSION,
     DENSE_VECTOR,
     DOCUMENT_ID,
     INDEX_SCHEMA_VERSION,
@@ -27,6 +28,7 @@ from ingest.index.base import (
     SPARSE_VECTOR,
     VERSION_ID,
     AccessScope,
+    Fusion,
     IndexHit,
     IndexPoint,
     MissingCollection,
@@ -216,7 +218,7 @@ class QdrantServerIndex:
         *,
         sparse: SparseVector | None = None,
         min_lexical_score: float | None = None,
-        lexical_weight: float = 1.0,
+        fusion: Fusion = DEFAULT_FUSION,
     ) -> list[IndexHit]:
         scope = require_scope(scope)
         if scope.is_empty:
@@ -284,7 +286,7 @@ class QdrantServerIndex:
                 in_scope,
                 min_lexical_score,
             )
-        return fuse_rankings(dense, lexical, limit, lexical_weight=lexical_weight)
+        return fuse_rankings(dense, lexical, limit, fusion)
 
     def delete_version(self, collection: str, version_id: int) -> None:
         self._require(collection)

@@ -50,6 +50,7 @@ from kb.audit.trail import denied, record
 from kb.glossary.services import lexical_expansion, terms_for_question
 from kb.library.models import Collection, Document
 from kb.library.services import BatchResult, UploadRejected, delete_document, upload_any
+from kb.library.upload_names import refuse_overlong_names
 from kb.portal.models import Conversation
 from kb.portal.services import (
     Answer,
@@ -442,6 +443,7 @@ class CollectionDocuments(generics.ListAPIView[Document]):
         uploaded = body.validated_data["file"]
         path = body.validated_data.get("path") or None
         try:
+            refuse_overlong_names(request)
             batch = upload_any(
                 collection=collection,
                 name=path or uploaded.name or "upload",

@@ -40,6 +40,7 @@ ACTIONS = {
     "endpoint.changed": gettext_noop("Changed a model endpoint"),
     "endpoint.deleted": gettext_noop("Deleted a model endpoint"),
     "document.uploaded": gettext_noop("Uploaded a document"),
+    "upload.refused": gettext_noop("Upload refused (the file, or entries of an archive)"),
     "document.new_version": gettext_noop("Uploaded a new version"),
     "document.deleted": gettext_noop("Deleted a document"),
     "document.viewed": gettext_noop("Viewed a document"),

@@ -25,13 +25,18 @@ from django.utils import timezone
 
 from ingest.errors import IngestError, TooLarge
 from ingest.formats import SNIFF_BYTES, Container, check_content, kind_for
-from ingest.safety import archive_members, check_before_parse, clean_member_path, copy_member
+from ingest.safety import archive_listing, check_before_parse, clean_member_path, copy_member
+from kb.audit.models import AuditRecord
 from kb.audit.trail import record
 from kb.library.components import archive_limits
 from kb.library.indexing import remove_version_points
 from kb.library.models import Collection, Document, DocumentVersion
 
 logger = logging.getLogger(__name__)
+
+
+# Document.path's length: a longer path is refused, never cut.
+MAX_PATH_CHARS = 500
 
 
 class UploadRejected(Exception):
@@ -166,6 +171,14 @@ def upload_document(
     clean_path = clean_member_path(path or posixpath.basename(name.replace("\\", "/")))
     if clean_path is None:
         raise UploadRejected(f"{name!r} has no usable file name", 400, "bad_name")
+    if len(clean_path) > MAX_PATH_CHARS:
+        # Kept whole or not at all: a cut path could name another document.
+        raise UploadRejected(
+            f"the path {clean_path[:80]!r}… is {len(clean_path)} characters long; the limit "
+            f"is {MAX_PATH_CHARS}",
+            400,
+            "name_too_long",
+        )
     digest = _sha256(stream)
     stored: DocumentVersion | None = None
     try:
@@ -246,10 +259,12 @@ def upload_archive(
             spool.write(block)
         spool.flush()
         try:
-            members = archive_members(Path(spool.name), name, archive_limits())
+            listing = archive_listing(Path(spool.name), name, archive_limits())
         except IngestError as exc:
             raise _rejected(exc) from exc
-        for member in members:
+        for skipped, reason in listing.skipped:
+            batch.refused.append((posixpath.join(prefix, skipped) if prefix else skipped, reason))
+        for member in listing.members:
             member_path = posixpath.join(prefix, member.path) if prefix else member.path
             try:
                 if kind_for(member.path).container is Container.ARCHIVE:
@@ -282,30 +297,63 @@ def upload_any(
     uploaded_by_id: int | None,
     path: str | None = None,
 ) -> BatchResult:
-    """One uploaded file: an archive is expanded, anything else stored as one document."""
+    """One uploaded file: an archive is expanded, anything else stored as one document.
+
+    Whatever is not ingested is audited (`upload.refused`): the whole file when it is
+    refused (and UploadRejected raised), else each archive entry left out, with its reason.
+    """
     try:
-        is_archive = kind_for(name).container is Container.ARCHIVE
-    except IngestError as exc:
-        raise _rejected(exc) from exc
-    if is_archive:
-        folder = posixpath.splitext(path)[0] if path else ""
-        return upload_archive(
-            collection=collection,
-            name=name,
-            stream=stream,
-            size=size,
-            uploaded_by_id=uploaded_by_id,
-            prefix=folder,
-        )
-    result = upload_document(
-        collection=collection,
-        name=name,
-        stream=stream,
-        size=size,
-        uploaded_by_id=uploaded_by_id,
-        path=path,
+        try:
+            is_archive = kind_for(name).container is Container.ARCHIVE
+        except IngestError as exc:
+            raise _rejected(exc) from exc
+        if is_archive:
+            folder = posixpath.splitext(path)[0] if path else ""
+            batch = upload_archive(
+                collection=collection,
+                name=name,
+                stream=stream,
+                size=size,
+                uploaded_by_id=uploaded_by_id,
+                prefix=folder,
+            )
+        else:
+            result = upload_document(
+                collection=collection,
+                name=name,
+                stream=stream,
+                size=size,
+                uploaded_by_id=uploaded_by_id,
+                path=path,
+            )
+            batch = BatchResult(results=[result])
+    except UploadRejected as exc:
+        _audit_refusal(collection, name, [(name, str(exc))])
+        raise
+    if batch.refused:
+        _audit_refusal(collection, name, batch.refused)
+    return batch
+
+
+# The most refused entries one audit record lists (a hostile archive may hold thousands).
+_AUDITED_REFUSALS = 200
+
+
+def _audit_refusal(collection: Collection, name: str, refused: list[tuple[str, str]]) -> None:
+    record(
+        "upload.refused",
+        outcome=AuditRecord.Outcome.FAILURE,
+        target=collection,
+        department=collection.department_id,
+        details={
+            "file": name[:500],
+            "refused": [
+                {"path": path[:500], "reason": reason[:300]}
+                for path, reason in refused[:_AUDITED_REFUSALS]
+            ],
+            "count": len(refused),
+        },
     )
-    return BatchResult(results=[result])
 
 
 def files_under(root: Path) -> Iterator[Path]:

@@ -269,7 +269,7 @@ def search_passages(
                 top_k=settings.RETRIEVAL_TOP_K,
                 min_score=min_score_for(embedder),
                 min_lexical_score=settings.RETRIEVAL_MIN_LEXICAL_SCORE,
-                lexical_weight=embedder.calibration.lexical_weight,
+                fusion=embedder.calibration.fusion,
                 mode="dense" if settings.RETRIEVAL_MODE == "dense" else "hybrid",
                 exclude_version_ids=hidden_version_ids(),
                 lexical_expansion=lexical_expansion,

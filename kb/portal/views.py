@@ -49,6 +49,7 @@ from kb.library.services import (
     retry_version,
     upload_any,
 )
+from kb.library.upload_names import refuse_overlong_names
 from kb.portal.forms import AskForm, UploadForm
 from kb.portal.models import Conversation, Turn
 from kb.portal.services import (
@@ -324,7 +325,13 @@ def collection_detail(request: HttpRequest, collection_id: int) -> HttpResponse:
         form = UploadForm(request.POST, request.FILES)
         if form.is_valid():
             batch = BatchResult()
-            for uploaded in request.FILES.getlist("file"):
+            try:
+                refuse_overlong_names(request)
+                uploads = request.FILES.getlist("file")
+            except UploadRejected as exc:
+                batch.refused.append((gettext("upload"), str(exc)))
+                status, uploads = exc.status, []
+            for uploaded in uploads:
                 try:
                     batch.extend(
                         upload_any(

@@ -29,6 +29,7 @@ from ingest.embedding import (
     default_embedding_model,
     embedder_for,
 )
+from ingest.index import RRF_K, Fusion
 
 ROOT = Path(__file__).resolve().parents[2]
 BACKENDS: dict[str, Callable[[], Embedder]] = {
@@ -191,7 +192,9 @@ def test_a_model_directory_brings_its_calibration_file(tmp_path: Path) -> None:
     shutil.copytree(bundled_model_path(), model)
     assert SentenceTransformersEmbedder(str(model)).calibration == MINILM_CALIBRATION
     (model / CALIBRATION_FILE).write_text('{"min_score": 0.55, "lexical_weight": 0.5}')
-    assert SentenceTransformersEmbedder(str(model)).calibration == RetrievalCalibration(0.55, 0.5)
+    assert SentenceTransformersEmbedder(str(model)).calibration == RetrievalCalibration(
+        0.55, Fusion(lexical_weight=0.5, rrf_k=RRF_K)
+    )
     (model / CALIBRATION_FILE).write_text('{"lexical_weight": 0.5}')
     with pytest.raises(EmbeddingModelError, match="is not a retrieval calibration"):
         _ = SentenceTransformersEmbedder(str(model)).calibration

@@ -16,6 +16,7 @@ from qdrant_client import QdrantClient, models
 from ingest.index import (
     INDEX_SCHEMA_VERSION,
     AccessScope,
+    Fusion,
     IndexPoint,
     MissingCollection,
     SparseVector,
@@ -255,7 +256,7 @@ def test_the_lexical_weight_decides_between_the_channels_firsts(texts: VectorInd
     def first(weight: float) -> int:
         hits = texts.search(
             C, [0.0, 1.0, 0.0, 0.0], scope(1), 10, min_score=0.5,
-            sparse=query_vector("XK-4471B"), lexical_weight=weight,
+            sparse=query_vector("XK-4471B"), fusion=Fusion(lexical_weight=weight),
         )  # fmt: skip
         assert 100 in [h.chunk_id for h in hits]
         return hits[0].chunk_id

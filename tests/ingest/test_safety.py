@@ -11,6 +11,7 @@ from ingest.errors import TooLarge, UnsafeFile
 from ingest.formats import check_content
 from ingest.safety import (
     ArchiveLimits,
+    archive_listing,
     archive_members,
     check_office_xml,
     clean_member_path,
@@ -90,8 +91,18 @@ def test_archive_paths_are_cleaned_and_junk_skipped(tmp_path: Path) -> None:
             "policies/Thumbs.db": b"junk",
         },
     )
-    paths = [m.path for m in archive_members(archive, "a.zip", LIMITS)]
-    assert paths == ["policies/travel/hotels.md", "abs/path.txt"]
+    listing = archive_listing(archive, "a.zip", LIMITS)
+    assert [m.path for m in listing.members] == ["policies/travel/hotels.md"]
+    # Every file entry left out is named with its reason; none is kept under a cleaned name.
+    assert dict(listing.skipped) == {
+        "../../etc/evil.txt": "refused: its path climbs out of the archive (..)",
+        "/abs/path.txt": "refused: its path is absolute",
+        "__MACOSX/policies/._hotels.md": "skipped: operating-system metadata, not a document",
+        "policies/Thumbs.db": "skipped: operating-system metadata, not a document",
+    }
+    assert [m.path for m in archive_members(archive, "a.zip", LIMITS)] == [
+        "policies/travel/hotels.md"
+    ]
     assert clean_member_path("C:\\Users\\x\\report.pdf") == "Users/x/report.pdf"
     assert clean_member_path("a/../b") is None
 

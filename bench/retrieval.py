@@ -136,7 +136,7 @@ def evaluate_set(
     from kb.library.indexing import active_generation, chunk_texts
     from kb.library.models import Chunk, Collection, DocumentVersion
     from kb.library.services import upload_folder
-    from kb.portal.services import min_score_for, sentence_scorer
+    from kb.portal.services import min_lexical_score_for, min_score_for, sentence_scorer
 
     corpus, queries, qrels = load_set(sets / name)
     answers = load_answers(sets / name)
@@ -186,7 +186,7 @@ def evaluate_set(
             question, scope, embedder=embedder, index=get_index(),
             collection=generation.collection_name, top_k=settings.RETRIEVAL_TOP_K,
             min_score=min_score_for(embedder),
-            min_lexical_score=settings.RETRIEVAL_MIN_LEXICAL_SCORE,
+            min_lexical_score=min_lexical_score_for(embedder),
             mode="dense" if settings.RETRIEVAL_MODE == "dense" else "hybrid",
             fusion=embedder.calibration.fusion,
         )  # fmt: skip
@@ -221,7 +221,7 @@ def evaluate_set(
             hits = retrieve(
                 question, scope, embedder=embedder, index=get_index(),
                 collection=generation.collection_name, top_k=TOP * 3, min_score=-1.0,
-                min_lexical_score=settings.RETRIEVAL_MIN_LEXICAL_SCORE, mode=mode,
+                min_lexical_score=min_lexical_score_for(embedder), mode=mode,
                 fusion=embedder.calibration.fusion,
             )  # fmt: skip
             record(mode, by_best_chunk([chunk_by_id[h.chunk_id] for h in hits]), judged)

@@ -43,7 +43,7 @@ def retrieve(
 
     `collection` is the served index generation and `embedder` must be its model;
     `exclude_version_ids` are document versions that are not current (mid-switch).
-    The product passes RETRIEVAL_MIN_LEXICAL_SCORE and RETRIEVAL_MODE; mode "dense" skips the
+    The product passes its lexical threshold and RETRIEVAL_MODE; mode "dense" skips the
     lexical channel (for comparisons).
 
     `lexical_expansion` (other forms of glossary terms the question mentions) is added to the

@@ -311,13 +311,14 @@ KB_PURGE_GRACE_SECONDS = envint("KB_PURGE_GRACE_SECONDS", 30, minimum=0)
 RETRIEVAL_TOP_K = envint("RETRIEVAL_TOP_K", 5, minimum=1)
 # Cosine similarity below which a passage is not treated as an answer to the question. Unset:
 # the served model's own, measured threshold (ingest/embedding.py RetrievalCalibration:
-# 0.25 for MiniLM, 0.86 for multilingual-e5-small); set, it overrides that for every model.
+# 0.25 for MiniLM, 0.82 for multilingual-e5-small); set, it overrides that for every model.
 RETRIEVAL_MIN_SCORE = envfloat("RETRIEVAL_MIN_SCORE", None)
 # The lexical channel's threshold, in distinctive words of the question matched (IDF-weighted
 # BM25 over the passages the user may read, divided by the IDF of a word only one of them
-# has; ingest/index/base.py lexical_hits). 1.5: more than one such word, or several less rare
-# ones, in any size of collection. A passage that passes neither threshold is not an answer.
-RETRIEVAL_MIN_LEXICAL_SCORE = envfloat("RETRIEVAL_MIN_LEXICAL_SCORE", 1.5)
+# has; ingest/index/base.py lexical_hits). Unset: the served model's own (1.5 for MiniLM: more
+# than one such word, or several less rare ones; 3.0 for multilingual-e5-small). A passage
+# that passes neither threshold is not an answer.
+RETRIEVAL_MIN_LEXICAL_SCORE = envfloat("RETRIEVAL_MIN_LEXICAL_SCORE", None)
 # "hybrid" (dense and lexical, fused by reciprocal rank) or "dense" (for comparisons).
 RETRIEVAL_MODE = envchoice("RETRIEVAL_MODE", "hybrid", ("hybrid", "dense"))
 

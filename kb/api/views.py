@@ -10,7 +10,7 @@ from typing import Any
 
 from django.db import transaction
 from django.db.models import Count, F, QuerySet
-from django.http import FileResponse, StreamingHttpResponse
+from django.http import StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.urls import reverse
 from django.utils import timezone
@@ -48,6 +48,7 @@ from kb.audit import context as audit_context
 from kb.audit.models import AuditRecord
 from kb.audit.trail import denied, record
 from kb.glossary.services import lexical_expansion, terms_for_question
+from kb.library.attachments import attachment
 from kb.library.models import Collection, Document
 from kb.library.services import BatchResult, UploadRejected, delete_document, upload_any
 from kb.library.upload_names import refuse_overlong_names
@@ -528,12 +529,7 @@ class DocumentDownload(ApiView):
             documents=[document.pk],
             details={"version": version.number, "via": "api"},
         )
-        return FileResponse(
-            version.original.open("rb"),
-            as_attachment=True,
-            filename=version.original_name,
-            content_type="application/octet-stream",
-        )
+        return attachment(version.original.open("rb"), version.original_name)
 
 
 class ConversationList(generics.ListAPIView[Conversation]):

@@ -3,14 +3,21 @@ from typing import Any
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
+# A question's limits, the API's too (kb/api/serializers.py): both fields also refuse a NUL.
+MAX_QUESTION_CHARS = 2000
+
 
 class AskForm(forms.Form):
     question = forms.CharField(
-        max_length=2000,
+        max_length=MAX_QUESTION_CHARS,
         widget=forms.Textarea(attrs={"rows": 3, "placeholder": _("Ask about your documents…")}),
     )
     # The conversation a follow-up belongs to; empty starts a new one.
     conversation = forms.IntegerField(required=False, widget=forms.HiddenInput)
+
+
+class SearchForm(forms.Form):
+    q = forms.CharField(max_length=MAX_QUESTION_CHARS, required=False)
 
 
 class MultipleFileInput(forms.ClearableFileInput):

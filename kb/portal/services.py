@@ -229,6 +229,14 @@ def min_score_for(embedder: Embedder) -> float:
     return embedder.calibration.min_score
 
 
+def min_lexical_score_for(embedder: Embedder) -> float:
+    """The lexical threshold: RETRIEVAL_MIN_LEXICAL_SCORE when set, else the served model's
+    (how much a passage the model does not find must share with the question to count)."""
+    if settings.RETRIEVAL_MIN_LEXICAL_SCORE is not None:
+        return float(settings.RETRIEVAL_MIN_LEXICAL_SCORE)
+    return embedder.calibration.min_lexical_score
+
+
 def sentence_scorer(question: str) -> SentenceScorer:
     """How well each sentence answers `question`, by the served generation's model: what
     an extractive answer picks its sentences by."""
@@ -268,7 +276,7 @@ def search_passages(
                 collection=generation.collection_name,
                 top_k=settings.RETRIEVAL_TOP_K,
                 min_score=min_score_for(embedder),
-                min_lexical_score=settings.RETRIEVAL_MIN_LEXICAL_SCORE,
+                min_lexical_score=min_lexical_score_for(embedder),
                 fusion=embedder.calibration.fusion,
                 mode="dense" if settings.RETRIEVAL_MODE == "dense" else "hybrid",
                 exclude_version_ids=hidden_version_ids(),

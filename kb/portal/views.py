@@ -12,7 +12,6 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count, Max, Min, Prefetch
 from django.http import (
-    FileResponse,
     Http404,
     HttpRequest,
     HttpResponse,
@@ -38,6 +37,7 @@ from kb.accounts.access import (
 from kb.audit import context as audit_context
 from kb.audit.trail import denied, record
 from kb.glossary.services import lexical_expansion, terms_for_question
+from kb.library.attachments import attachment
 from kb.library.components import get_index
 from kb.library.management.commands.serve_llm import vllm_command
 from kb.library.models import Collection, Document, DocumentVersion, IndexGeneration
@@ -50,7 +50,7 @@ from kb.library.services import (
     upload_any,
 )
 from kb.library.upload_names import refuse_overlong_names
-from kb.portal.forms import AskForm, UploadForm
+from kb.portal.forms import AskForm, SearchForm, UploadForm
 from kb.portal.models import Conversation, Turn
 from kb.portal.services import (
     Answer,
@@ -123,7 +123,12 @@ def ask(request: HttpRequest) -> HttpResponse:
     form = AskForm(request.POST or None)
     answer = None
     status = 200
-    if request.method == "POST" and form.is_valid():
+    if request.method == "POST" and not form.is_valid():
+        # The same refusal as the stream endpoint and the API: 400 and what is wrong.
+        if wants_json(request):
+            return JsonResponse({"errors": form.errors.get_json_data()}, status=400)
+        status = 400
+    elif request.method == "POST":
         try:
             answer = _for_reader(
                 answer_question(
@@ -144,6 +149,11 @@ def ask(request: HttpRequest) -> HttpResponse:
         {"form": form, "answer": answer, "collections": collections},
         status=status,
     )
+
+
+def wants_json(request: HttpRequest) -> bool:
+    """The page's scripts (and other clients) ask for JSON; a plain form post does not."""
+    return request.headers.get("Accept", "").startswith("application/json")
 
 
 def index_unavailable_message() -> str:
@@ -345,13 +355,23 @@ def collection_detail(request: HttpRequest, collection_id: int) -> HttpResponse:
                 except UploadRejected as exc:
                     batch.refused.append((uploaded.name or "upload", str(exc)))
                     status = exc.status
-            if request.headers.get("Accept", "").startswith("application/json"):
+            if wants_json(request):
                 # The page's drag-and-drop uploader sends one file per request and shows
                 # each file's outcome beside its progress bar.
                 return JsonResponse(_batch_json(batch), status=status)
             _report_batch(request, batch)
             if status == 200:
                 return redirect("portal:collection", collection_id=collection.pk)
+        else:
+            # An empty file, or none: refused as the API refuses it (400, and why).
+            status = 400
+            if wants_json(request):
+                names = [f.name or "upload" for f in request.FILES.getlist("file")] or [""]
+                reasons = "; ".join(str(e) for errors in form.errors.values() for e in errors)
+                return JsonResponse(
+                    {"uploaded": [], "refused": [{"name": n, "reason": reasons} for n in names]},
+                    status=400,
+                )
     documents = (
         collection.documents.select_related("current_version")
         .prefetch_related(_latest_versions())
@@ -459,14 +479,7 @@ def document_download(request: HttpRequest, document_id: int) -> HttpResponseBas
         documents=[document.pk],
         details={"version": version.number, "sha256": version.sha256},
     )
-    # Always an attachment with a generic type, so an uploaded HTML or SVG file can never
-    # run in the portal's origin; SecurityMiddleware adds X-Content-Type-Options: nosniff.
-    return FileResponse(
-        version.original.open("rb"),
-        as_attachment=True,
-        filename=version.original_name,
-        content_type="application/octet-stream",
-    )
+    return attachment(version.original.open("rb"), version.original_name)
 
 
 def _managed_document(request: HttpRequest, document_id: int) -> Document:
@@ -545,7 +558,16 @@ def configured_models(request: HttpRequest) -> HttpResponse:
 @require_GET
 def search(request: HttpRequest) -> HttpResponse:
     """Passages only, no model: the same retrieval (and access filter) the answers use."""
-    query = str(request.GET.get("q", "")).strip()[:2000]
+    form = SearchForm(request.GET)
+    if not form.is_valid():
+        # Too long or with a NUL: refused as the API refuses it, never cut short and run.
+        if wants_json(request):
+            return JsonResponse({"errors": form.errors.get_json_data()}, status=400)
+        for errors in form.errors.values():
+            for error in errors:
+                messages.error(request, str(error))
+        return render(request, "portal/search.html", {"query": "", "sources": []}, status=400)
+    query = form.cleaned_data["q"].strip()
     sources: list[Source] = []
     status = 200
     if query:

@@ -152,3 +152,65 @@ def test_every_zip_entry_left_out_is_listed_and_audited_by_the_portal(
     )
     body = response.json()
     check_refusals(body["refused"], "name")
+
+
+def test_an_empty_file_is_a_400_with_json_when_json_is_asked_for(
+    alice: User, finance_collection: Collection
+) -> None:
+    url = reverse("portal:collection", args=[finance_collection.pk])
+    response = portal(alice).post(
+        url, {"file": named_file("empty.md", b"")}, HTTP_ACCEPT="application/json"
+    )
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/json"
+    refused = response.json()["refused"]
+    assert refused[0]["name"] == "empty.md" and "empty" in refused[0]["reason"]
+    page = portal(alice).post(url, {"file": named_file("empty.md", b"")})
+    assert page.status_code == 400 and b"empty" in page.content
+
+
+@pytest.mark.parametrize("question", ["what\x00is this", "x" * 100_000])
+def test_the_portal_refuses_what_the_api_refuses(
+    alice: User, finance_erp: str, question: str
+) -> None:
+    client = portal(alice)
+    for response in (
+        client.post(reverse("portal:ask"), {"question": question}),
+        client.post(reverse("portal:ask_stream"), {"question": question}),
+        client.get(reverse("portal:search"), {"q": question}),
+        api(finance_erp).post("/api/v1/search", {"query": question}, format="json"),
+        api(finance_erp).post("/api/v1/ask", {"question": question}, format="json"),
+    ):
+        assert response.status_code == 400
+    as_json = client.post(
+        reverse("portal:ask"), {"question": question}, HTTP_ACCEPT="application/json"
+    )
+    assert as_json.status_code == 400 and "question" in as_json.json()["errors"]
+    search = client.get(reverse("portal:search"), {"q": question}, HTTP_ACCEPT="application/json")
+    assert search.status_code == 400 and "q" in search.json()["errors"]
+
+
+def test_a_download_names_the_file_in_rfc_6266_form(
+    fresh_index: None, alice: User, finance_erp: str, finance_collection: Collection
+) -> None:
+    finance_collection.allow_download = True
+    finance_collection.save()
+    hostile = 'xss<img src=x onerror="alert(1)">报告.md'
+    upload = api(finance_erp).post(
+        f"/api/v1/collections/{finance_collection.pk}/documents",
+        {"file": named_file(hostile, b"# Report\n\nText.")},
+        format="multipart",
+    )
+    document_id = upload.json()["results"][0]["document"]
+    for response in (
+        portal(alice).get(reverse("portal:download", args=[document_id])),
+        api(finance_erp).get(f"/api/v1/documents/{document_id}/download"),
+    ):
+        assert response.status_code == 200
+        header = response["Content-Disposition"]
+        assert header == (
+            'attachment; filename="xss_img_src_x_onerror_alert_1_.md"; '
+            "filename*=UTF-8''xss%3Cimg%20src%3Dx%20onerror%3D%22alert%281%29%22%3E"
+            "%E6%8A%A5%E5%91%8A.md"
+        )
+        assert "<" not in header and '"alert' not in header

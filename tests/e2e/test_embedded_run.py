@@ -26,7 +26,10 @@ def embedded_env(data_dir: Path) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("DATABASE_", "CELERY_", "QDRANT_", "LLM_", "KB_", "DJANGO_"))
+        # EMBEDDING_ too: `make run` embeds with the default model (multilingual-e5-small).
+        if not k.startswith(
+            ("DATABASE_", "CELERY_", "QDRANT_", "LLM_", "KB_", "DJANGO_", "EMBEDDING_")
+        )
     }
     env["KB_DATA_DIR"] = str(data_dir)
     return env
@@ -124,10 +127,21 @@ def test_make_run_serves_a_working_portal(tmp_path: Path) -> None:
         assert len(pieces) >= 2  # sources first, the answer after: not one buffered block
         assert body.startswith("event: sources") and "event: done" in body and "CFO" in body
 
+        # No model configured: the answer is the passages' answering sentences, cited, not
+        # the passages whole (the travel policy's other rules stay out).
+        extract = re.search(r'<div class="answer-text [^"]*">(.*?)</div>', answer, re.S)
+        assert extract, answer[:3000]
+        assert "CFO" in extract.group(1) and "hotel" not in extract.group(1).lower()
+        # The demo speaks Chinese: the Chinese travel policy answers a Chinese question.
+        chinese = ask(alice, base, "慕尼黑的酒店每晚限额是多少？")
+        assert "180" in chinese and "差旅与报销制度" in chinese
+
         bob = requests.Session()
         login(bob, base, "bob", "bob-demo-2026")
         foreign = ask(bob, base, "Who approves invoices above 50,000 EUR?")
         assert "CFO" not in foreign and "LEDGER-HERON" not in foreign
+        # Nothing of Engineering's answers it: "not in your documents", not unrelated passages.
+        assert "The documents you can access do not answer this question." in foreign
         assert bob.get(base + link.group(1)).status_code == 404
         assert bob.get(f"{base}/static/kb.css").status_code == 200
     finally:

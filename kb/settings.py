@@ -417,6 +417,9 @@ AUDIT_SIGNING_KEY_FILE = Path(
     envstr("AUDIT_SIGNING_KEY_FILE", str(DATA_DIR / "audit" / "signing-key.pem"))
 )
 AUDIT_CHECKPOINT_SECONDS = envint("AUDIT_CHECKPOINT_SECONDS", 300, minimum=10)
+# Sign the chain's head after every transaction that wrote audit records, so the newest
+# records cannot be cut off unnoticed (kb/audit/checkpoints.py). Off: only the periodic one.
+AUDIT_ANCHOR_EACH_COMMIT = envbool("AUDIT_ANCHOR_EACH_COMMIT", True)
 # SIEM forwarding (kb/audit/shipping.py): syslog RFC 5424 over TCP or UDP, the message body
 # as JSON or CEF. Unset host: nothing is forwarded (`manage.py audit export` still works).
 AUDIT_SYSLOG_HOST = envoptional("AUDIT_SYSLOG_HOST")

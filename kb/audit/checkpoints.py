@@ -8,12 +8,21 @@ uses checkpoints to find truncation and rewrites the chain alone cannot show.
 
 The file is JSON lines, one checkpoint per line, with the public key beside it
 (`audit-signing-key.pub`), so anyone can check the signatures without this product.
+
+The tail is anchored continuously: every transaction that writes audit records signs the new
+head as soon as it commits (`anchor_after_commit`, from kb/audit/trail.py record). Deleting the
+newest records and rewinding the head is then caught by `audit verify` unless it happens in
+the moment between a commit and its checkpoint (milliseconds; README, *Audit trail*), or
+between a crash and restart of the very process that committed. The periodic checkpoint
+(AUDIT_CHECKPOINT_SECONDS) stays as the backstop for that case.
 """
 
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
+import logging
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,7 +37,10 @@ from django.conf import settings
 from kb.audit.chain import canonical_json
 from kb.audit.models import AuditChainHead
 
+logger = logging.getLogger("kb.audit")
+
 CHECKPOINT_FILE = "checkpoints.jsonl"
+LOCK_FILE = ".checkpoints.lock"
 PUBLIC_KEY_FILE = "audit-signing-key.pub"
 
 
@@ -73,29 +85,58 @@ class Checkpoint:
     at: str
 
 
+def _last_seq(path: Path) -> int:
+    """The seq of the file's last checkpoint (read from its end: the file only grows)."""
+    if not path.exists():
+        return 0
+    with path.open("rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        size = handle.tell()
+        handle.seek(max(0, size - 4096))
+        lines = [line for line in handle.read().splitlines() if line.strip()]
+    return int(json.loads(lines[-1])["seq"]) if lines else 0
+
+
 def write_checkpoint() -> Checkpoint | None:
     """Sign the current head of the chain and append it to the checkpoint file. Nothing is
-    written if the chain has not grown since the last checkpoint."""
-    head = AuditChainHead.objects.filter(pk=1).first()
-    if head is None or head.seq == 0:
-        return None
-    existing = read_checkpoints(verify_signatures=False)
-    if existing and int(existing[-1]["seq"]) == head.seq:
-        return None
-    key = signing_key()
-    body = {"seq": head.seq, "hash": head.hash, "at": datetime.now(UTC).isoformat()}
-    signature = key.sign(canonical_json(body).encode("utf-8"))
+    written if a checkpoint at or past the head is there already.
+
+    Processes take turns (an exclusive lock on a file beside it), so checkpoints are
+    written in order and none twice."""
     directory = checkpoint_dir()
     directory.mkdir(parents=True, exist_ok=True)
-    public = directory / PUBLIC_KEY_FILE
-    if not public.exists():
-        public.write_bytes(_public_pem(key.public_key()))
-    line = canonical_json({**body, "sig": base64.b64encode(signature).decode("ascii")})
-    with (directory / CHECKPOINT_FILE).open("a", encoding="utf-8") as handle:
-        handle.write(line + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+    with (directory / LOCK_FILE).open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        head = AuditChainHead.objects.filter(pk=1).first()
+        if head is None or head.seq == 0:
+            return None
+        path = directory / CHECKPOINT_FILE
+        if _last_seq(path) >= head.seq:
+            return None
+        key = signing_key()
+        body = {"seq": head.seq, "hash": head.hash, "at": datetime.now(UTC).isoformat()}
+        signature = key.sign(canonical_json(body).encode("utf-8"))
+        public = directory / PUBLIC_KEY_FILE
+        if not public.exists():
+            public.write_bytes(_public_pem(key.public_key()))
+        line = canonical_json({**body, "sig": base64.b64encode(signature).decode("ascii")})
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
     return Checkpoint(seq=head.seq, hash=head.hash, at=str(body["at"]))
+
+
+def anchor_after_commit() -> None:
+    """Sign the head now that a transaction with audit records committed (see the module
+    docstring). A failure is logged, never raised: the request that was audited stands, and
+    the periodic checkpoint anchors the tail later."""
+    if not settings.AUDIT_ANCHOR_EACH_COMMIT:
+        return
+    try:
+        write_checkpoint()
+    except Exception:
+        logger.exception("could not anchor the audit trail's tail; the periodic checkpoint will")
 
 
 class CheckpointSignatureError(RuntimeError):

@@ -19,6 +19,7 @@ from django.utils.translation import gettext_noop
 
 from kb.audit import context
 from kb.audit.chain import canonical_json, record_hash
+from kb.audit.checkpoints import anchor_after_commit
 from kb.audit.models import AuditChainHead, AuditDocument, AuditRecord
 
 logger = logging.getLogger("kb.audit")
@@ -170,6 +171,9 @@ def record(
         AuditDocument.objects.bulk_create(
             [AuditDocument(record=entry, document_id=d) for d in document_list]
         )
+        # Anchor the new tail outside the database the moment it is committed (a no-op if
+        # a later record of the same transaction already did).
+        transaction.on_commit(anchor_after_commit)
     return entry
 
 

@@ -261,3 +261,34 @@ def test_purge_keeps_the_chain_verifiable(db: None) -> None:
     last = AuditRecord.objects.filter(action="document.viewed").get()
     as_superuser(f"DELETE FROM audit_auditrecord WHERE seq = {last.seq}")  # noqa: S608
     assert "deleted" in verify().kinds() or "truncated" in verify().kinds()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_tail_is_anchored_as_each_record_commits(checkpoint_dir: Path) -> None:
+    # No periodic checkpoint runs here: every committed record is anchored by itself, so
+    # cutting off the newest records and rewinding the head is caught at once.
+    for n in range(1, 6):
+        record("access.denied", outcome="denied", details={"n": n})
+        assert int(read_checkpoints()[-1]["seq"]) == n
+    with transaction.atomic():  # one transaction, several records: one anchor, at its end
+        write(3)
+    assert [int(c["seq"]) for c in read_checkpoints()] == [1, 2, 3, 4, 5, 8]
+    as_superuser(
+        "DELETE FROM audit_auditrecord WHERE seq >= 7",
+        "UPDATE audit_auditchainhead SET seq = 6, hash = "
+        "(SELECT hash FROM audit_auditrecord WHERE seq = 6)",
+    )
+    assert verify().ok  # the chain alone cannot tell
+    report = verify(read_checkpoints())
+    assert [(p.kind, p.seq) for p in report.problems] == [("truncated", 8)]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failing_anchor_never_fails_the_audited_action(
+    checkpoint_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    checkpoint_dir.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint_dir.write_text("not a directory")  # the anchor cannot be written
+    entry = record("access.denied", outcome="denied", details={})
+    assert AuditRecord.objects.filter(seq=entry.seq).exists()
+    assert "could not anchor" in caplog.text

@@ -16,7 +16,7 @@ import os
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -135,15 +135,28 @@ class _Request:
 class PendingQuery:
     """A question being embedded in the model thread (`start_query`); `vector()` waits."""
 
-    def __init__(self, request: _Request, model_path: str) -> None:
+    def __init__(
+        self,
+        request: _Request,
+        model_path: str,
+        remember: Callable[[str, list[float]], None] | None = None,
+    ) -> None:
         self._request = request
         self.model_path = model_path
+        self._remember = remember
 
     def vector(self) -> list[float]:
         self._request.finished.wait()
         if self._request.error is not None:
             raise self._request.error
+        if self._remember is not None:
+            self._remember(self._request.texts[0], self._request.vectors[0])
         return self._request.vectors[0]
+
+
+# Questions whose vectors an embedder keeps for `similarities` (the answer to a question is
+# picked from sentences right after the question was embedded for retrieval).
+_RECENT_QUESTIONS = 64
 
 
 # A sentence-transformers model directory may carry its own calibration in this file
@@ -214,6 +227,8 @@ class Embedder(ABC):
         self._ready = False
         self._load_lock = threading.Lock()
         self.stats = EncoderStats()
+        self._recent_questions: OrderedDict[str, list[float]] = OrderedDict()
+        self._recent_lock = threading.Lock()
         self._reset_scheduler()
 
     def _reset_scheduler(self) -> None:
@@ -315,17 +330,28 @@ class Embedder(ABC):
 
     def similarities(self, question: str, texts: list[str]) -> list[float]:
         """The cosine of each text, embedded as a passage, with `question` embedded as a
-        question: how well each one answers it (extractive answers rank sentences by this)."""
+        question: how well each one answers it (extractive answers rank sentences by this).
+        A question this embedder embedded a moment ago is not embedded again."""
         if not texts:
             return []
-        pending = self.start_query(question)
+        with self._recent_lock:
+            known = self._recent_questions.get(question)
+        pending = None if known is not None else self.start_query(question)
         passages = np.asarray(self.embed_documents(texts), dtype=np.float32)
-        return [float(x) for x in passages @ np.asarray(pending.vector(), dtype=np.float32)]
+        vector = known if pending is None else pending.vector()
+        return [float(x) for x in passages @ np.asarray(vector, dtype=np.float32)]
 
     def start_query(self, text: str) -> PendingQuery:
         """Start embedding a question ahead of any bulk work and return at once, so the
         caller can do its database work while the model runs."""
-        return PendingQuery(self._submit([text], urgent=True), self.model_path)
+        return PendingQuery(self._submit([text], urgent=True), self.model_path, self._remember)
+
+    def _remember(self, question: str, vector: list[float]) -> None:
+        with self._recent_lock:
+            self._recent_questions[question] = vector
+            self._recent_questions.move_to_end(question)
+            while len(self._recent_questions) > _RECENT_QUESTIONS:
+                self._recent_questions.popitem(last=False)
 
     def _submit(self, texts: list[str], urgent: bool) -> _Request:
         self.warm_up()

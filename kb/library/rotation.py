@@ -16,7 +16,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from django.db import transaction
+from django.apps import apps
+from django.db import models, transaction
 from django.db.models import CharField, Count
 from django.db.models.functions import Substr
 
@@ -25,6 +26,7 @@ from kb.library.encryption import (
     KEY_ID_BYTES,
     TEXT_PREFIX,
     DecryptionError,
+    EncryptedTextField,
     keyring,
     reencrypt_file,
     stored_key_id,
@@ -45,12 +47,45 @@ class KeyUsage:
     current_key_id: str
     chunks: Counter[str] = field(default_factory=Counter)
     files: Counter[str] = field(default_factory=Counter)
+    # Every other encrypted text: conversations' questions, answers and titles, feedback.
+    texts: Counter[str] = field(default_factory=Counter)
 
     @property
     def all_current(self) -> bool:
-        return set(self.chunks) <= {self.current_key_id} and set(self.files) <= {
-            self.current_key_id
-        }
+        return all(
+            set(counts) <= {self.current_key_id} for counts in (self.chunks, self.files, self.texts)
+        )
+
+
+def encrypted_columns() -> list[tuple[type[models.Model], str]]:
+    """Every (model, field) stored through EncryptedTextField, found from the models
+    themselves, so a new encrypted column is counted and rotated without being listed."""
+    return [
+        (model, model_field.name)
+        for model in apps.get_models()
+        for model_field in model._meta.get_fields()
+        if isinstance(model_field, EncryptedTextField)
+    ]
+
+
+def _other_columns() -> list[tuple[type[models.Model], str]]:
+    return [(m, f) for m, f in encrypted_columns() if not (m is Chunk and f == "text")]
+
+
+def _count_heads(model: type[models.Model], column: str, counts: Counter[str]) -> None:
+    head = len(TEXT_PREFIX) + 2 * KEY_ID_BYTES
+    rows = (
+        model._default_manager.exclude(**{column: ""})
+        .exclude(**{f"{column}__isnull": True})
+        .annotate(head=Substr(column, 1, head, output_field=CharField()))
+        .values("head")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    for row in rows:
+        stored_head: str = row["head"]
+        key_id = stored_head[len(TEXT_PREFIX) :] if stored_head.startswith(TEXT_PREFIX) else PLAIN
+        counts[key_id] += row["n"]
 
 
 def encryption_status(*, files: bool = True) -> KeyUsage:
@@ -68,6 +103,8 @@ def encryption_status(*, files: bool = True) -> KeyUsage:
         stored_head: str = row["head"]
         key_id = stored_head[len(TEXT_PREFIX) :] if stored_head.startswith(TEXT_PREFIX) else PLAIN
         usage.chunks[key_id] += row["n"]
+    for model, column in _other_columns():
+        _count_heads(model, column, usage.texts)
     for name in _stored_names() if files else []:
         try:
             usage.files[stored_key_id(name) or PLAIN] += 1
@@ -89,6 +126,7 @@ def _stored_names() -> list[str]:
 class RotationResult:
     key_id: str
     chunks: int = 0
+    texts: int = 0
     files: int = 0
     missing_files: list[str] = field(default_factory=list)
 
@@ -118,6 +156,36 @@ def _rotate_chunks(prefix: str, say: Callable[[str], None]) -> int:
         done += len(rows)
         after = ids[-1]
         say(f"  {done} chunk texts re-encrypted")
+
+
+def _rotate_texts(prefix: str, say: Callable[[str], None]) -> int:
+    """Re-encrypt every other encrypted column (conversations, feedback), in batches."""
+    done = 0
+    for model, column in _other_columns():
+        manager = model._default_manager
+        after = 0
+        while True:
+            ids = list(
+                manager.filter(pk__gt=after)
+                .exclude(**{f"{column}__startswith": prefix})
+                .exclude(**{column: ""})
+                .order_by("pk")
+                .values_list("pk", flat=True)[:BATCH]
+            )
+            if not ids:
+                break
+            with transaction.atomic():
+                rows = list(
+                    manager.select_for_update()
+                    .filter(pk__in=ids)
+                    .exclude(**{f"{column}__startswith": prefix})
+                    .order_by("pk")
+                )
+                manager.bulk_update(rows, [column])  # written under the current key
+            done += len(rows)
+            after = ids[-1]
+        say(f"  {model._meta.label}.{column}: re-encrypted")
+    return done
 
 
 def _rotate_files(current: str, result: RotationResult, say: Callable[[str], None]) -> None:
@@ -155,6 +223,7 @@ def rotate_keys(say: Callable[[str], None] = lambda message: None) -> RotationRe
     )
     try:
         result.chunks = _rotate_chunks(f"{TEXT_PREFIX}{current}:", say)
+        result.texts = _rotate_texts(f"{TEXT_PREFIX}{current}:", say)
         _rotate_files(current, result, say)
     except (DecryptionError, OSError) as exc:
         record(
@@ -175,6 +244,7 @@ def rotate_keys(say: Callable[[str], None] = lambda message: None) -> RotationRe
         details={
             "key_id": current,
             "chunks": result.chunks,
+            "texts": result.texts,
             "files": result.files,
             "missing_files": len(result.missing_files),
         },

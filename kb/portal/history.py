@@ -13,7 +13,7 @@ import json
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
@@ -25,6 +25,10 @@ from kb.portal.models import Conversation, Feedback, Turn
 from kb.portal.services import turn_for_history
 
 MAX_COMMENT = 2000
+
+
+# How many of a person's latest conversations a history search looks through.
+SEARCHED_CONVERSATIONS = 1000
 
 
 def _own_conversations(request: HttpRequest) -> QuerySet[Conversation]:
@@ -44,12 +48,25 @@ def _own_conversation_or_404(request: HttpRequest, conversation_id: int) -> Conv
 def conversation_list(request: HttpRequest) -> HttpResponse:
     """The user's conversations, newest first, searchable by title and question text."""
     query = str(request.GET.get("q", "")).strip()[:200]
-    conversations = _own_conversations(request)
+    conversations = _own_conversations(request).annotate(turn_count=Count("turns"))
+    conversations = conversations.order_by("-updated_at")
     if query:
-        conversations = conversations.filter(
-            Q(title__icontains=query) | Q(turns__question__icontains=query)
-        ).distinct()
-    conversations = conversations.annotate(turn_count=Count("turns")).order_by("-updated_at")[:200]
+        # Titles and questions are encrypted at rest: the search runs here, over the
+        # person's own latest conversations, never in SQL.
+        needle = query.casefold()
+        recent = list(conversations[:SEARCHED_CONVERSATIONS].prefetch_related("turns"))
+        matching = [
+            c
+            for c in recent
+            if needle in c.title.casefold()
+            or any(needle in turn.question.casefold() for turn in c.turns.all())
+        ]
+        return render(
+            request,
+            "portal/conversations.html",
+            {"conversations": matching[:200], "query": query},
+        )
+    conversations = conversations[:200]
     return render(
         request, "portal/conversations.html", {"conversations": conversations, "query": query}
     )

@@ -1,5 +1,10 @@
 """Conversations: every question asked, with what answered it and from which passages.
 
+Questions, answers (which quote or paraphrase the passages), titles and feedback comments are
+encrypted at rest like chunk texts (EncryptedTextField, rotated by `manage.py encryption
+rotate`); nothing may search them in SQL. The audit trail keeps the question in plain for
+auditors (README, *Encryption at rest*).
+
 A turn records the model and the model version that produced the answer (so a model switch
 or rollback can be traced to the answers it changed), the document versions of the passages
 it was grounded in, and what it cost (tokens, time to the first word, total time).
@@ -11,12 +16,14 @@ from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from kb.library.encryption import EncryptedTextField
+
 
 class Conversation(models.Model):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
     )
-    title = models.CharField(max_length=200)
+    title = EncryptedTextField()  # the first question, cut to 200 characters
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -24,7 +31,7 @@ class Conversation(models.Model):
         ordering = ["-updated_at"]
 
     def __str__(self) -> str:
-        return self.title
+        return str(self.title)
 
 
 class Turn(models.Model):
@@ -34,11 +41,11 @@ class Turn(models.Model):
         NOT_FOUND = "not_found", _("Not found")
 
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="turns")
-    question = models.TextField()
+    question = EncryptedTextField()
     # What retrieval searched for: the question, or a follow-up rewritten to stand alone.
-    search_query = models.TextField()
-    answer = models.TextField(blank=True)
-    reasoning = models.TextField(blank=True)
+    search_query = EncryptedTextField()
+    answer = EncryptedTextField(blank=True)
+    reasoning = EncryptedTextField(blank=True)
     mode = models.CharField(max_length=12, choices=Mode.choices)
     notice = models.CharField(max_length=300, blank=True)
     model = models.CharField(max_length=300, blank=True)
@@ -56,7 +63,7 @@ class Turn(models.Model):
         ordering = ["created_at", "id"]
 
     def __str__(self) -> str:
-        return self.question[:80]
+        return str(self.question)[:80]
 
 
 class Feedback(models.Model):
@@ -68,7 +75,7 @@ class Feedback(models.Model):
 
     turn = models.OneToOneField(Turn, on_delete=models.CASCADE, related_name="feedback")
     rating = models.SmallIntegerField(choices=Rating.choices)
-    comment = models.TextField(blank=True, max_length=2000)
+    comment = EncryptedTextField(blank=True, max_length=2000)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

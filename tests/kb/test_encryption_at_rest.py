@@ -23,6 +23,7 @@ from kb.audit.models import AuditRecord
 from kb.library.encryption import DecryptionError, keyring
 from kb.library.models import Chunk, Collection, DocumentVersion
 from kb.library.rotation import PLAIN, encryption_status
+from kb.portal.models import Feedback, Turn
 from tests.api.conftest import api, service_account, token_for
 from tests.ingesting import ingest_text
 
@@ -68,6 +69,22 @@ def database_dump(*options: str) -> bytes:
     ).stdout
 
 
+def backup_contents(folder: Path) -> list[bytes]:
+    """Every file of a backup as stored, and its database dump restored to plain SQL."""
+    contents = [path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()]
+    dump = folder / "database.dump"
+    assert dump.is_file()
+    contents.append(
+        subprocess.run(
+            ["pg_restore", "--data-only", "--file=-", str(dump)],
+            env={"PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            check=True,
+        ).stdout
+    )
+    return contents
+
+
 def assert_no_plaintext(*places: bytes) -> None:
     for place in places:
         for sentence in SECRETS:
@@ -100,7 +117,7 @@ ORIGINALS = {
 
 
 def test_nothing_is_stored_in_the_clear_and_rotation_keeps_everything_readable(
-    alice: User, finance_collection: Collection, settings: pytest.FixtureRequest
+    alice: User, finance_collection: Collection, settings: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     old_key = new_key()
     settings.KB_MASTER_KEY = old_key  # type: ignore[attr-defined]
@@ -118,6 +135,27 @@ def test_nothing_is_stored_in_the_clear_and_rotation_keeps_everything_readable(
 
     client = Client()
     client.force_login(alice)
+    # A conversation about them: the extractive answer quotes the passage, the feedback
+    # comment quotes the answer. (The question names no secret: the audit trail keeps
+    # questions in plain for auditors, by design.)
+    page = client.post("/", {"question": "Who signs the invoices above 73,000 euros?"})
+    assert ENGLISH in page.content.decode()  # the reader sees it in plain
+    turn = Turn.objects.get()
+    assert ENGLISH in turn.answer and turn.conversation.title.startswith("Who signs")
+    feedback = client.post(
+        f"/answers/{turn.pk}/feedback/", {"rating": "-1", "comment": f"Not {ENGLISH}"}
+    )
+    assert feedback.status_code in (200, 302)
+    assert Feedback.objects.get().comment == f"Not {ENGLISH}"
+    history = client.get("/conversations/", {"q": "invoices above 73,000"}).content.decode()
+    assert "Who signs the invoices" in history  # searchable for its owner, in Python
+    # Every table of the database, and a backup archive, hold none of it in the clear.
+    backup = tmp_path / "backup"
+    call_command("backup", str(backup))
+    assert_no_plaintext(database_dump(), *backup_contents(backup))
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT question, answer FROM portal_turn")
+        assert all(value.startswith("kbenc:1:") for value in cursor.fetchone())
     token = token_for(
         service_account("finance-erp", finance_collection.department, Membership.Role.CURATOR),
         ["search"],
@@ -146,6 +184,8 @@ def test_nothing_is_stored_in_the_clear_and_rotation_keeps_everything_readable(
     call_command("encryption", "rotate")  # nothing left to do: harmless
     rotated = AuditRecord.objects.filter(action="encryption.rotated").order_by("seq")
     assert [r.details["chunks"] for r in rotated] == [Chunk.objects.count(), 0]
+    # The conversation's title, question, search query, answer and the comment.
+    assert [r.details["texts"] for r in rotated] == [5, 0]
     assert rotated[0].details["files"] == 2 and rotated[0].outcome == "success"
     assert AuditRecord.objects.filter(action="encryption.rotation_started").count() == 2
 
@@ -153,6 +193,8 @@ def test_nothing_is_stored_in_the_clear_and_rotation_keeps_everything_readable(
     settings.KB_MASTER_KEYS_PREVIOUS = []  # type: ignore[attr-defined]
     usage = encryption_status()
     assert dict(usage.chunks) == {new_id: Chunk.objects.count()}
+    assert dict(usage.texts) == {new_id: 5}
+    assert Turn.objects.get().answer == turn.answer  # read back under the new key
     assert dict(usage.files) == {new_id: 2}
     call_command("encryption", "status")
     # The library's tables only: the audit trail now holds the searches made above, in clear.

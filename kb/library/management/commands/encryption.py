@@ -35,7 +35,11 @@ class Command(BaseCommand):
     def _status(self) -> None:
         usage = encryption_status()
         self.stdout.write(f"current key id: {usage.current_key_id}")
-        for kind, counts in (("chunk texts", usage.chunks), ("stored files", usage.files)):
+        for kind, counts in (
+            ("chunk texts", usage.chunks),
+            ("conversation and feedback texts", usage.texts),
+            ("stored files", usage.files),
+        ):
             self.stdout.write(f"{kind}:")
             if not counts:
                 self.stdout.write("  none")
@@ -57,7 +61,8 @@ class Command(BaseCommand):
                 raise CommandError(str(exc), returncode=1) from exc
         self.stdout.write(
             self.style.SUCCESS(
-                f"Re-encrypted {result.chunks} chunk texts and {result.files} stored files "
+                f"Re-encrypted {result.chunks} chunk texts, {result.texts} conversation and "
+                f"feedback texts and {result.files} stored files "
                 f"under key id {result.key_id}."
             )
         )

@@ -136,7 +136,7 @@ def evaluate_set(
     from kb.library.indexing import active_generation, chunk_texts
     from kb.library.models import Chunk, Collection, DocumentVersion
     from kb.library.services import upload_folder
-    from kb.portal.services import min_lexical_score_for, min_score_for, sentence_scorer
+    from kb.portal.services import min_lexical_score_for, retrieval_options, sentence_scorer
 
     corpus, queries, qrels = load_set(sets / name)
     answers = load_answers(sets / name)
@@ -184,11 +184,7 @@ def evaluate_set(
         """What the product sends to the model: the configured top-k, thresholds and mode."""
         return retrieve(
             question, scope, embedder=embedder, index=get_index(),
-            collection=generation.collection_name, top_k=settings.RETRIEVAL_TOP_K,
-            min_score=min_score_for(embedder),
-            min_lexical_score=min_lexical_score_for(embedder),
-            mode="dense" if settings.RETRIEVAL_MODE == "dense" else "hybrid",
-            fusion=embedder.calibration.fusion,
+            collection=generation.collection_name, **retrieval_options(embedder),
         )  # fmt: skip
 
     def every_channel_hit(question: str) -> Any:

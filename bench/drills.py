@@ -1,4 +1,4 @@
-"""Outage drills (SECURITY.md case 12): stop Redis, the LLM server and the index under load.
+"""Outage drills (docs/security.md case 12): stop Redis, the LLM server and the index under load.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/kb .venv/bin/python bench/drills.py \\
         [--users 4] [--baseline 10] [--outage 30] [--recovery-limit 240]

@@ -2,7 +2,7 @@
 
 Importing this package switches off every dependency's network use and telemetry, because
 these libraries read the variables at import time (or at each call) and a private deployment
-must never phone home or fetch a model (ARCHITECTURE.md: nothing leaves the company's
+must never phone home or fetch a model (docs/architecture.md: nothing leaves the company's
 machines). Each switch names the dependency that reads it, checked against the installed
 sources. They are set unconditionally: an inherited empty `DO_NOT_TRACK=` would otherwise
 switch unstructured's telemetry back on (it opts out only on a non-empty value). Processes

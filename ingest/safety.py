@@ -1,4 +1,4 @@
-"""Checks that run before any parser sees a file (SECURITY.md cases 7, 8 and 10).
+"""Checks that run before any parser sees a file (docs/security.md cases 7, 8 and 10).
 
 Zip containers (archives and Office files) are judged from their central directory before
 anything is expanded: entry count, total size and compression ratio. Office XML parts are then

@@ -1,4 +1,4 @@
-"""Run parsing in a child process with a memory limit and a deadline (SECURITY.md case 9).
+"""Run parsing in a child process with a memory limit and a deadline (docs/security.md case 9).
 
 Parsers are large native code (pdfium, libxml2, Tesseract) fed with hostile input. The child
 is long-lived, because importing unstructured costs seconds, and it is killed and restarted

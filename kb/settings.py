@@ -281,14 +281,14 @@ CHUNK_MAX_TOKENS = envint("CHUNK_MAX_TOKENS", 200, minimum=32)
 CHUNK_OVERLAP_TOKENS = envint("CHUNK_OVERLAP_TOKENS", 30, minimum=0)
 if CHUNK_OVERLAP_TOKENS >= CHUNK_MAX_TOKENS:
     raise ConfigError("CHUNK_OVERLAP_TOKENS must be smaller than CHUNK_MAX_TOKENS")
-# The isolated parser process (SECURITY.md case 9).
+# The isolated parser process (docs/security.md case 9).
 KB_PARSE_MEMORY_MB = envint("KB_PARSE_MEMORY_MB", 4096, minimum=1024)
 KB_PARSE_TIMEOUT_SECONDS = envfloat("KB_PARSE_TIMEOUT_SECONDS", 300.0)
 KB_MAX_PAGES = envint("KB_MAX_PAGES", 2000, minimum=1)
 KB_MAX_IMAGE_PIXELS = envint("KB_MAX_IMAGE_PIXELS", 60_000_000, minimum=1_000_000)
 KB_OCR_LANGUAGES = envlist("KB_OCR_LANGUAGES", ["eng", "chi_sim"])
 KB_OCR_DPI = envint("KB_OCR_DPI", 300, minimum=72)
-# Zip containers, archives and Office files alike (SECURITY.md case 8).
+# Zip containers, archives and Office files alike (docs/security.md case 8).
 KB_MAX_ARCHIVE_ENTRIES = envint("KB_MAX_ARCHIVE_ENTRIES", 10_000, minimum=1)
 KB_MAX_ARCHIVE_MB = envint("KB_MAX_ARCHIVE_MB", 2048, minimum=1)
 KB_MAX_COMPRESSION_RATIO = envfloat("KB_MAX_COMPRESSION_RATIO", 200.0)

@@ -145,7 +145,7 @@ class IndexHit:
 
 
 def require_scope(scope: object) -> AccessScope:
-    """Refuse any search that does not carry an AccessScope (SECURITY.md case 2)."""
+    """Refuse any search that does not carry an AccessScope (docs/security.md case 2)."""
     if not isinstance(scope, AccessScope):
         raise UnscopedQueryError(
             f"index search refused: an AccessScope is required, got {type(scope).__name__}"

@@ -84,7 +84,7 @@ def _detail_text(data: Any) -> str:
 def problem_details_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, IndexUnavailable):
         # The index server is down: the request was fine, so 503 and when to come back
-        # (SECURITY.md case 12). Uploads are still accepted meanwhile.
+        # (docs/security.md case 12). Uploads are still accepted meanwhile.
         request = context.get("request")
         body = index_unavailable_problem(request.path if request is not None else "")
         unavailable = Response(body, status=503, content_type=CONTENT_TYPE)

@@ -26,7 +26,7 @@ class TokenRateThrottle(SimpleRateThrottle):
             return super().allow_request(request, view)
         except (RedisError, OSError):
             # The shared cache (CACHE_URL, usually the Redis the broker uses) is down. Failing
-            # open keeps searches and asks answering through a Redis outage (SECURITY.md case
+            # open keeps searches and asks answering through a Redis outage (docs/security.md case
             # 12, bench/drills.py); the limit is back as soon as the cache is.
             logger.warning("rate-limit cache unavailable; request let through", exc_info=True)
             return True

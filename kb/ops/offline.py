@@ -1,9 +1,9 @@
 """The offline guard: no process of the product opens a connection outside its configured services.
 
-Nothing may leave the company's machines (ARCHITECTURE.md; SECURITY.md case 16). Switching off
-every dependency's telemetry (`ingest/__init__.py`) covers what we know about; this guard
-covers what we do not: a library that phones home, a model loader that tries the hub, a
-hostile document that makes a parser fetch a URL. It is a `sys.addaudithook` hook, installed
+Nothing may leave the company's machines (docs/architecture.md; docs/security.md case 16).
+Switching off every dependency's telemetry (`ingest/__init__.py`) covers what we know about;
+this guard covers what we do not: a library that phones home, a model loader that tries the
+hub, a hostile document that makes a parser fetch a URL. It is a `sys.addaudithook` hook, installed
 first in every process (web, worker, beat, management commands: `kb/__init__.py`; the parser
 child: `ingest/sandbox.py`), that sees each outbound `socket.connect`, `sendto`/`sendmsg` (UDP)
 and each name lookup (`getaddrinfo`, `gethostbyname`, `gethostbyaddr`, `getnameinfo`: a DNS

@@ -308,7 +308,7 @@ def search_passages(
                 raise
         except Exception as exc:
             # The index server is down or cut off: a clear "try again shortly" for the
-            # caller (503), not a server error (SECURITY.md case 12, bench/drills.py).
+            # caller (503), not a server error (docs/security.md case 12, bench/drills.py).
             if is_unreachable(exc):
                 raise IndexUnavailable(f"the search index did not answer: {exc}") from exc
             raise

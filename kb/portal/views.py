@@ -157,7 +157,7 @@ def wants_json(request: HttpRequest) -> bool:
 
 
 def index_unavailable_message() -> str:
-    """What a person is told while the search index is down (SECURITY.md case 12)."""
+    """What a person is told while the search index is down (docs/security.md case 12)."""
     return gettext(
         "The document index is unavailable right now, so nothing can be searched or "
         "answered. Uploads are still accepted and will be indexed when it is back. "

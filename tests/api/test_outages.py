@@ -1,4 +1,4 @@
-"""What the API does while a dependency is down (SECURITY.md case 12), with real parts: a
+"""What the API does while a dependency is down (docs/security.md case 12), with real parts: a
 Redis cache and a Qdrant server that nothing answers for (a free port), the real embedder and
 PostgreSQL. bench/drills.py drills the same under load with the whole stack."""
 

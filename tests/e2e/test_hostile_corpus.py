@@ -1,4 +1,4 @@
-"""A hostile corpus through the real upload path and Celery worker (SECURITY.md cases 7-10).
+"""A hostile corpus through the real upload path and Celery worker (docs/security.md cases 7-10).
 
 Every file fails alone, with a reason an admin can act on: refused at upload when the attack
 is visible from the outside (type, size, zip structure, DTDs), or failed in the isolated

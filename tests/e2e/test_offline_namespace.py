@@ -1,4 +1,4 @@
-"""The whole ingest and answer path with no route to anywhere (SECURITY.md case 16).
+"""The whole ingest and answer path with no route to anywhere (docs/security.md case 16).
 
 The embedded default (SQLite, Qdrant Edge, the filesystem broker with the command's own Celery
 worker, the parser child, the embedding model, a local GGUF through llama.cpp) runs in a

@@ -1,4 +1,4 @@
-"""Outage drills, short (SECURITY.md case 12): bench/drills.py with brief phases.
+"""Outage drills, short (docs/security.md case 12): bench/drills.py with brief phases.
 
 Real processes throughout: PostgreSQL (a database of the drill's own), a redis-server the
 drill starts and kills, llama.cpp's server killed and started again, the app under

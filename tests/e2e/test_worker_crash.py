@@ -1,4 +1,4 @@
-"""Workers killed with SIGKILL mid-document, then restarted (SECURITY.md case 11).
+"""Workers killed with SIGKILL mid-document, then restarted (docs/security.md case 11).
 
 A real `celery worker` process consumes from Redis and writes to PostgreSQL and to its own
 Qdrant Edge index. The test kills it while a document is being parsed (OCR), while one is

@@ -12,6 +12,7 @@ from inference.answering import (
     extractive_answer,
     fallback_rewrite,
     is_follow_up,
+    is_heading,
     question_overlap,
     split_reasoning,
     split_sentences,
@@ -189,3 +190,11 @@ def test_question_overlap_is_the_share_of_the_questions_terms() -> None:
         2 / len(asked)
     )
     assert question_overlap(set(), {"x"}) == 0.0
+
+
+def test_a_heading_is_never_picked_as_the_answer() -> None:
+    # The heading repeats the question's words best, yet answers nothing.
+    passage = source(1, "## First steps\n\nAcknowledge the alert within 5 minutes.\n\nNotes")
+    answer = extractive_answer([passage], keyword_scorer("First", "steps", "alert"), margin=0.0)
+    assert answer == "Acknowledge the alert within 5 minutes. [1]"
+    assert is_heading("第一步") and is_heading("First steps") and not is_heading("Hotel | 180 EUR")

@@ -1,5 +1,5 @@
 """Classification, sharing, download control, spoofed scope, guessed ids and revocation
-(SECURITY.md cases 3, 4 and 5), through the portal against the real database and index."""
+(docs/security.md cases 3, 4 and 5), through the portal against the real database and index."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Forwarding the trail to a SIEM receiver and exporting it from the shell, end to end: records
-written by the product, framed on a real socket, parsed back (SECURITY.md case 15)."""
+written by the product, framed on a real socket, parsed back (docs/security.md case 15)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The audit trail's integrity (SECURITY.md case 14) against the real PostgreSQL.
+"""The audit trail's integrity (docs/security.md case 14) against the real PostgreSQL.
 
 The tamper tests act as the database superuser, who can switch triggers off for a session
 (`session_replication_role = replica`): the strongest attacker the database allows. The

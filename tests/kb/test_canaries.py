@@ -1,4 +1,4 @@
-"""SECURITY.md case 1: cross-department canaries on every surface, for every user.
+"""docs/security.md case 1: cross-department canaries on every surface, for every user.
 
 Three departments hold near-identical documents (same policy, same wording), each with a
 unique canary string in its text and in its title. Every user then goes through every

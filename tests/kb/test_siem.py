@@ -1,6 +1,6 @@
 """SIEM export formats and shipping (kb.audit.siem); no database needed.
 
-SECURITY.md case 15, log injection: hostile values (newlines, ``|``, ``=``, ``]``, ``"``,
+docs/security.md case 15, log injection: hostile values (newlines, ``|``, ``=``, ``]``, ``"``,
 ``\\``, NUL and other controls, U+2028, Chinese text, a forged second record) round-trip
 through the JSON-lines, RFC 5424 syslog and CEF exporters, checked by parsing the output with
 the independent parsers below, and no output line can ever be split.

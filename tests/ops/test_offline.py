@@ -1,5 +1,5 @@
-"""The offline guarantee (SECURITY.md case 16): telemetry switched off, and a guard that refuses
-every connection outside the configured services (kb/ops/offline.py).
+"""The offline guarantee (docs/security.md case 16): telemetry switched off, and a guard that
+refuses every connection outside the configured services (kb/ops/offline.py).
 
 The guard is a process-wide audit hook, already installed in this test process (importing
 `kb` does it); the tests here change its policy for one test through `monkeypatch`, which puts

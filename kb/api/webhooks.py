@@ -1,7 +1,8 @@
 """Webhooks: telling an integration that a document was indexed, or failed.
 
 When a version reaches a final state (indexed; failed or quarantined) the ingestion pipeline
-calls `notify_when_committed`, which, once the state change has committed, writes one
+announces it (kb/library/events.py `version_finished`; this app listens, kb/api/apps.py) and
+`notify_when_committed` runs, which, once the state change has committed, writes one
 `WebhookDelivery` per active webhook subscribed to the event whose account may read the
 document's collection (the one access rule, kb/accounts/access.py), then queues the Celery
 task `api.deliver_webhooks` (kb/api/tasks.py). That task, beat and the embedded worker's timer

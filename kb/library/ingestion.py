@@ -29,9 +29,9 @@ from django.utils import timezone
 from ingest.chunking import chunk_elements
 from ingest.errors import IngestError, NoTextFound
 from ingest.parsing import ParsedDocument
-from kb.api.webhooks import notify_when_committed  # document.indexed / document.failed
 from kb.library.components import get_embedder, get_parser, parse_options
 from kb.library.encryption import plaintext_copy
+from kb.library.events import announce_version_finished
 from kb.library.indexing import (
     active_generation,
     chunk_texts,
@@ -143,7 +143,7 @@ def _finish_failed(version: DocumentVersion, status: str, code: str, message: st
         finished_at=now,
         hidden_at=now,
     )
-    notify_when_committed(version.pk)  # webhooks: document.failed (never raises)
+    announce_version_finished(version.pk)  # e.g. webhooks: document.failed (never raises)
     logger.warning("version %s %s (%s): %s", version.pk, status, code, message)
     purge_version(version.pk)
 
@@ -317,7 +317,7 @@ def _flip(
             embedding_model=generation.model_id,
         )
         if final_status == Status.INDEXED:
-            notify_when_committed(version_id)  # webhooks: document.indexed, after the commit
+            announce_version_finished(version_id)  # e.g. webhooks: document.indexed
         if replaced is not None:
             DocumentVersion.objects.filter(pk=replaced.pk).update(
                 status=Status.SUPERSEDED, index_state=IndexState.HIDDEN, hidden_at=timezone.now()

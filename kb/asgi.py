@@ -69,7 +69,7 @@ async def stream_in_thread(pieces: Iterator[Any]) -> AsyncIterator[Any]:
 class StreamingASGIHandler(ASGIHandler):
     async def send_response(self, response: Any, send: Any) -> None:
         if isinstance(response, StreamingHttpResponse) and not response.is_async:
-            pieces: Iterator[Any] = iter(response.streaming_content)  # type: ignore[arg-type]
+            pieces: Iterator[Any] = iter(response.streaming_content)  # type: ignore[arg-type]  # a streaming response's content is typed as sync or async; here it is sync
             response.streaming_content = stream_in_thread(pieces)
         await super().send_response(response, send)
 

@@ -105,5 +105,5 @@ def is_auditor(user: AnyUser) -> bool:
     if not _active(user):
         return False
     return bool(
-        getattr(user, "is_superuser", False) or user.groups.filter(name=AUDITORS_GROUP).exists()  # type: ignore[union-attr]
+        getattr(user, "is_superuser", False) or user.groups.filter(name=AUDITORS_GROUP).exists()  # type: ignore[union-attr]  # an anonymous user has no groups, but is excluded above
     )

@@ -17,7 +17,7 @@ def _superadmins_only(request: HttpRequest) -> bool:
     return allowed
 
 
-admin.site.has_permission = _superadmins_only  # type: ignore[method-assign]
+admin.site.has_permission = _superadmins_only  # type: ignore[method-assign]  # replacing the admin site's permission check is the intended hook
 
 
 class MembershipInline(admin.TabularInline):

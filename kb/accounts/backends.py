@@ -75,7 +75,7 @@ def groups_from_claims(claims: dict[str, Any], claim_name: str) -> list[str]:
     return []
 
 
-class CompanyOIDCBackend(OIDCAuthenticationBackend):  # type: ignore[misc]
+class CompanyOIDCBackend(OIDCAuthenticationBackend):  # type: ignore[misc]  # mozilla-django-oidc ships no type information
     """mozilla-django-oidc's authorization-code flow, with accounts keyed by `sub` (see the
     module docstring) and memberships synced from the groups claim."""
 

@@ -147,7 +147,7 @@ class ChangeMemberForm(forms.Form):
         return level
 
 
-class CollectionForm(forms.ModelForm):  # type: ignore[type-arg]
+class CollectionForm(forms.ModelForm):  # type: ignore[type-arg]  # ModelForm[...] needs django-stubs-ext's runtime patch
     """A collection's name and who may read it. The department is fixed by the page; the
     classification may not exceed the editor's clearance there, which also keeps every
     collection an editor creates or changes readable by that editor."""

@@ -22,7 +22,7 @@ from kb.accounts.directory import sync_directory_memberships
 logger = logging.getLogger(__name__)
 
 
-class DirectoryLDAPBackend(LDAPBackend):  # type: ignore[misc]
+class DirectoryLDAPBackend(LDAPBackend):  # type: ignore[misc]  # django-auth-ldap ships no type information
     """django-auth-ldap, plus membership sync and the inactive-user rules Django's own
     ModelBackend has (django-auth-ldap does not check is_active)."""
 

@@ -33,7 +33,7 @@ def only_when_enabled(view: View) -> View:
     return guarded
 
 
-class CompanySignInCallbackView(OIDCAuthenticationCallbackView):  # type: ignore[misc]
+class CompanySignInCallbackView(OIDCAuthenticationCallbackView):  # type: ignore[misc]  # mozilla-django-oidc ships no type information
     def get(self, request: HttpRequest) -> HttpResponse:
         try:
             response: HttpResponse = super().get(request)

@@ -117,7 +117,7 @@ class TokenAuthentication(authentication.BaseAuthentication):
         return f'{self.keyword} realm="api"'
 
 
-class TokenAuthenticationScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
+class TokenAuthenticationScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]  # drf-spectacular's extension base is untyped
     """How the schema describes the token (a bearer scheme)."""
 
     target_class = "kb.api.authentication.TokenAuthentication"

@@ -85,7 +85,7 @@ def idempotent(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpRespo
                 replay = Response(earlier.body, status=earlier.status)
             replay["Idempotent-Replayed"] = "true"
             return replay
-        request.idempotency_claim = claim.pk  # type: ignore[attr-defined]
+        request.idempotency_claim = claim.pk  # type: ignore[attr-defined]  # read by the response hook; the request has no such field
         try:
             response = view(self, request, *args, **kwargs)
         except BaseException:

@@ -16,7 +16,7 @@ class ProblemSerializer(serializers.Serializer[Any]):
     status = serializers.IntegerField()
     detail = serializers.CharField()
     instance = serializers.CharField(required=False)
-    errors = serializers.DictField(required=False)  # type: ignore[assignment]
+    errors = serializers.DictField(required=False)  # type: ignore[assignment]  # a problem's errors are a dict, where the base declares a list
     retry_after = serializers.IntegerField(required=False)
 
 

@@ -99,7 +99,7 @@ class AuditContextMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         context = context_for_request(request)
-        request.audit_request_id = context.request_id  # type: ignore[attr-defined]
+        request.audit_request_id = context.request_id  # type: ignore[attr-defined]  # read by the response middleware; HttpRequest has no such field
         with acting(context):
             response = self.get_response(request)
         response["X-Request-ID"] = context.request_id

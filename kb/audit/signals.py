@@ -72,7 +72,7 @@ def _remember_old(sender: type[models.Model], instance: models.Model, **kwargs: 
     if spec is None or instance.pk is None or kwargs.get("raw"):
         return
     old = sender._default_manager.filter(pk=instance.pk).values(*spec[1]).first()
-    instance._audit_old = old  # type: ignore[attr-defined]
+    instance._audit_old = old  # type: ignore[attr-defined]  # the state before the save, noted on the instance for post_save
 
 
 def _saved(

@@ -22,7 +22,7 @@ def _remember_old(sender: type[GlossaryEntry], instance: GlossaryEntry, **kwargs
     if instance.pk is None or kwargs.get("raw"):
         return
     old = GlossaryEntry.objects.filter(pk=instance.pk).values(*AUDITED_FIELDS).first()
-    instance._audit_old = old  # type: ignore[attr-defined]
+    instance._audit_old = old  # type: ignore[attr-defined]  # the state before the save, noted on the instance for post_save
 
 
 def _saved(

@@ -37,7 +37,7 @@ class ReadableOnly:
     collection_lookup = "collection_id__in"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        queryset: QuerySet = super().get_queryset(request)  # type: ignore[misc]
+        queryset: QuerySet = super().get_queryset(request)  # type: ignore[misc]  # ModelAdmin.get_queryset is untyped in the stubs
         allowed = readable_collection_ids(request.user)
         return queryset.filter(**{self.collection_lookup: allowed})
 

@@ -177,7 +177,7 @@ def decrypt_text(stored: str) -> str:
     return plain.decode("utf-8")
 
 
-class EncryptedTextField(models.TextField):  # type: ignore[type-arg]
+class EncryptedTextField(models.TextField):  # type: ignore[type-arg]  # TextField[...] needs django-stubs-ext's runtime patch
     """A text column whose values are stored encrypted; the ORM sees plain text.
 
     Nothing may look inside it in SQL (contains, search, length): the database holds only

@@ -236,7 +236,7 @@ def _backup_server_index(work: Path, say: Say) -> dict[str, Any]:
     from kb.library.models import IndexGeneration
 
     index = get_index()
-    client = index.client  # type: ignore[attr-defined]
+    client = index.client  # type: ignore[attr-defined]  # the server adapter's own client, for its snapshot API
     target = work / SERVER_INDEX
     target.mkdir(parents=True)
     headers = {"api-key": settings.QDRANT_API_KEY} if settings.QDRANT_API_KEY else {}

@@ -97,14 +97,14 @@ def conversation_export(request: HttpRequest, conversation_id: int) -> HttpRespo
                 "created_at": conversation.created_at.isoformat(),
                 "turns": [
                     {
-                        "question": view["turn"].question,  # type: ignore[attr-defined]
-                        "answer": None if view["withheld"] else view["turn"].answer,  # type: ignore[attr-defined]
+                        "question": view["turn"].question,  # type: ignore[attr-defined]  # a history view is a dict of mixed values
+                        "answer": None if view["withheld"] else view["turn"].answer,  # type: ignore[attr-defined]  # a history view is a dict of mixed values
                         "withheld": view["withheld"],
                         "sources": [
                             {"number": s.get("number"), "document": s.get("title")}
-                            for s in view["sources"]  # type: ignore[attr-defined]
+                            for s in view["sources"]  # type: ignore[attr-defined]  # a history view is a dict of mixed values
                         ],
-                        "asked_at": view["turn"].created_at.isoformat(),  # type: ignore[attr-defined]
+                        "asked_at": view["turn"].created_at.isoformat(),  # type: ignore[attr-defined]  # a history view is a dict of mixed values
                     }
                     for view in turns
                 ],
@@ -116,13 +116,13 @@ def conversation_export(request: HttpRequest, conversation_id: int) -> HttpRespo
     else:
         lines = [f"# {conversation.title}", ""]
         for view in turns:
-            turn: Turn = view["turn"]  # type: ignore[assignment]
+            turn: Turn = view["turn"]  # type: ignore[assignment]  # a history view is a dict of mixed values
             lines += [f"## {turn.question}", ""]
             if view["withheld"]:
                 lines += [_("(This answer drew on documents you can no longer access.)"), ""]
                 continue
             lines += [turn.answer, ""]
-            for source in view["sources"]:  # type: ignore[attr-defined]
+            for source in view["sources"]:  # type: ignore[attr-defined]  # a history view is a dict of mixed values
                 lines.append(f"[{source.get('number')}] {source.get('title')}")
             lines.append("")
         body = "\n".join(lines)

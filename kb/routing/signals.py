@@ -31,7 +31,7 @@ def _values(instance: ModelEndpoint) -> dict[str, Any]:
 def _remember_old(sender: type[ModelEndpoint], instance: ModelEndpoint, **kwargs: Any) -> None:
     if instance.pk is None or kwargs.get("raw"):
         return
-    instance._audit_old = (  # type: ignore[attr-defined]
+    instance._audit_old = (  # type: ignore[attr-defined]  # the state before the save, noted on the instance for post_save
         ModelEndpoint.objects.filter(pk=instance.pk).values(*TRACKED).first()
     )
 

@@ -43,7 +43,7 @@ def policy(request: HttpRequest) -> HttpResponse:
     for row in endpoints:
         # What the decision actually allows, which for an external endpoint is never above
         # public and nothing at all while the operator's switch is off.
-        row.effective = (  # type: ignore[attr-defined]
+        row.effective = (  # type: ignore[attr-defined]  # computed for the template only, not a model field
             Clearance(_ceiling(row)).label
             if row.location == ON_PREMISES or settings.LLM_EXTERNAL_ALLOWED
             else None

@@ -35,7 +35,7 @@ def visible_departments(user: Any) -> QuerySet[Department]:
     return administered_departments(user)
 
 
-class QuotaForm(forms.ModelForm):  # type: ignore[type-arg]
+class QuotaForm(forms.ModelForm):  # type: ignore[type-arg]  # ModelForm[...] needs django-stubs-ext's runtime patch
     class Meta:
         model = DepartmentQuota
         fields = ["soft_limit_tokens", "hard_limit_tokens"]

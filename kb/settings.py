@@ -470,7 +470,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": (
         "Ask questions of, search, and load documents into the company knowledge base. "
         "Authenticate with `Authorization: Bearer <token>`; errors are RFC 9457 problem "
-        "details."
+        "details. A token with the `on_behalf` action may send `X-On-Behalf-Of: <username>` "
+        "(the exact name): the request then runs as that employee, with the intersection of "
+        "the employee's permissions and the token's (its departments, collections and "
+        "actions), never more than either."
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,

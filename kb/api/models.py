@@ -4,8 +4,8 @@ A service account (an ERP, a CRM) is a Django user flagged as one (`ServiceAccou
 gets department memberships and clearances like anyone else and the one access rule in
 kb/accounts/access.py applies to it unchanged. A token narrows what its account may do: to
 some actions, and optionally to some departments or collections. A token with the
-`on_behalf` right may name an employee in `X-On-Behalf-Of`; the request then runs with that
-employee's permissions exactly (kb/api/authentication.py).
+`on_behalf` right may name an employee in `X-On-Behalf-Of`; the request then runs as that
+employee, still within the token's narrowing (kb/api/authentication.py, kb/api/scope.py).
 
 Tokens are shown once. Only a SHA-256 of the secret is stored: the secret is 256 random bits,
 so a slow password hash would add nothing but latency to every call.

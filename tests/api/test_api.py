@@ -363,6 +363,7 @@ def test_schema_and_docs_are_served(finance_erp: str) -> None:
     assert schema.status_code == 200
     spec = json.loads(schema.content)
     assert spec["openapi"].startswith("3.") and "/api/v1/ask" in spec["paths"]
+    assert "intersection" in spec["info"]["description"]  # the on-behalf-of rule, stated
     docs = APIClient().get("/api/docs/")
     assert docs.status_code == 200 and b"swagger" in docs.content.lower()
     assert b"cdn" not in docs.content.lower()  # served from this server, offline

@@ -111,6 +111,7 @@ def _measure(rounds: int, llm_url: str) -> dict[str, Any]:
     from inference.answering import build_messages
     from kb.accounts.access import access_scope_for
     from kb.accounts.models import Department, Membership
+    from kb.library.components import get_embedder
     from kb.library.ingestion import ingest_version
     from kb.library.models import Collection
     from kb.library.services import upload_document
@@ -191,6 +192,7 @@ def _measure(rounds: int, llm_url: str) -> dict[str, Any]:
         "product_path": "HTTP POST /ask/stream on waitress: session auth, conversation, query "
         "embedding, Qdrant Edge search, PostgreSQL, prompt, SSE",
         "database": settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1],
+        "embedding_model": get_embedder().model_id,
         **machine(),
     }
 
@@ -198,9 +200,10 @@ def _measure(rounds: int, llm_url: str) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument("--output", default="ttft", help="bench/results/<output>.json")
     args = parser.parse_args()
     result = run(args.rounds)
-    path = write_result("ttft", result)
+    path = write_result(args.output, result)
     print(f"{path}: added p95 {result['added_p95_ms']} ms (target <= 50)")
 
 

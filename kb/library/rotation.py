@@ -90,19 +90,8 @@ def _count_heads(model: type[models.Model], column: str, counts: Counter[str]) -
 
 def encryption_status(*, files: bool = True) -> KeyUsage:
     usage = KeyUsage(keyring().current.key_id)
-    head = len(TEXT_PREFIX) + 2 * KEY_ID_BYTES
     # Counted in SQL on the stored form, which is never decrypted here.
-    rows = (
-        Chunk.objects.exclude(text="")
-        .annotate(head=Substr("text", 1, head, output_field=CharField()))
-        .values("head")
-        .annotate(n=Count("id"))
-        .order_by()
-    )
-    for row in rows:
-        stored_head: str = row["head"]
-        key_id = stored_head[len(TEXT_PREFIX) :] if stored_head.startswith(TEXT_PREFIX) else PLAIN
-        usage.chunks[key_id] += row["n"]
+    _count_heads(Chunk, "text", usage.chunks)
     for model, column in _other_columns():
         _count_heads(model, column, usage.texts)
     for name in _stored_names() if files else []:
@@ -131,14 +120,19 @@ class RotationResult:
     missing_files: list[str] = field(default_factory=list)
 
 
-def _rotate_chunks(prefix: str, say: Callable[[str], None]) -> int:
+def _rotate_column(
+    model: type[models.Model], column: str, prefix: str, say: Callable[[str], None]
+) -> int:
+    """Re-encrypt one encrypted column's values not under `prefix` (the current key), in
+    batches, each in its own transaction with its rows locked."""
+    manager = model._default_manager
     done = 0
     after = 0
     while True:
         ids = list(
-            Chunk.objects.filter(pk__gt=after)
-            .exclude(text__startswith=prefix)
-            .exclude(text="")
+            manager.filter(pk__gt=after)
+            .exclude(**{f"{column}__startswith": prefix})
+            .exclude(**{column: ""})
             .order_by("pk")
             .values_list("pk", flat=True)[:BATCH]
         )
@@ -146,46 +140,21 @@ def _rotate_chunks(prefix: str, say: Callable[[str], None]) -> int:
             return done
         with transaction.atomic():
             rows = list(
-                Chunk.objects.select_for_update()
+                manager.select_for_update()
                 .filter(pk__in=ids)
-                .exclude(text__startswith=prefix)
+                .exclude(**{f"{column}__startswith": prefix})
                 .order_by("pk")
             )
             # Saving goes through EncryptedTextField, which writes under the current key.
-            Chunk.objects.bulk_update(rows, ["text"])
+            manager.bulk_update(rows, [column])
         done += len(rows)
         after = ids[-1]
-        say(f"  {done} chunk texts re-encrypted")
+        say(f"  {done} {model._meta.label}.{column} values re-encrypted")
 
 
 def _rotate_texts(prefix: str, say: Callable[[str], None]) -> int:
-    """Re-encrypt every other encrypted column (conversations, feedback), in batches."""
-    done = 0
-    for model, column in _other_columns():
-        manager = model._default_manager
-        after = 0
-        while True:
-            ids = list(
-                manager.filter(pk__gt=after)
-                .exclude(**{f"{column}__startswith": prefix})
-                .exclude(**{column: ""})
-                .order_by("pk")
-                .values_list("pk", flat=True)[:BATCH]
-            )
-            if not ids:
-                break
-            with transaction.atomic():
-                rows = list(
-                    manager.select_for_update()
-                    .filter(pk__in=ids)
-                    .exclude(**{f"{column}__startswith": prefix})
-                    .order_by("pk")
-                )
-                manager.bulk_update(rows, [column])  # written under the current key
-            done += len(rows)
-            after = ids[-1]
-        say(f"  {model._meta.label}.{column}: re-encrypted")
-    return done
+    """Every encrypted column but the chunk texts: conversations, feedback."""
+    return sum(_rotate_column(model, column, prefix, say) for model, column in _other_columns())
 
 
 def _rotate_files(current: str, result: RotationResult, say: Callable[[str], None]) -> None:
@@ -222,7 +191,7 @@ def rotate_keys(say: Callable[[str], None] = lambda message: None) -> RotationRe
         details={"key_id": current, "readable_key_ids": sorted(ring.by_id)},
     )
     try:
-        result.chunks = _rotate_chunks(f"{TEXT_PREFIX}{current}:", say)
+        result.chunks = _rotate_column(Chunk, "text", f"{TEXT_PREFIX}{current}:", say)
         result.texts = _rotate_texts(f"{TEXT_PREFIX}{current}:", say)
         _rotate_files(current, result, say)
     except (DecryptionError, OSError) as exc:

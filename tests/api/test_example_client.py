@@ -21,8 +21,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 CLIENT = Path(__file__).resolve().parents[2] / "examples" / "erp_client.py"
 
 FILES = {
-    "travel/hotels.md": "# Hotels\n\nThe hotel limit is 180 EUR per night in Munich. "
-    "Canary ERP-CANARY-4411.\n",
+    "travel/hotels.md": "# Hotels\n\nThe hotel limit is 180 EUR per night in Munich "
+    "(ERP-CANARY-4411).\n",
     "claims.txt": "Expense claims are filed within 30 days of the trip.\n",
     "payments.txt": "Supplier invoices are paid within 45 days net.\n",
 }

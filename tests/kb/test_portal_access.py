@@ -100,7 +100,7 @@ def test_members_cannot_upload_and_bad_types_are_refused(
     assert response.status_code == 415
     assert b"named as PNG image but its content is something else" in response.content
     empty = logged_in(alice).post(url, {"file": SimpleUploadedFile("empty.txt", b"")})
-    assert empty.status_code == 200  # Django's form refuses an empty file with a message
+    assert empty.status_code == 400  # refused as the API refuses it, with the form's message
     assert b"empty" in empty.content
     assert not Document.objects.exists()
 

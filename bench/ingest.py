@@ -5,7 +5,8 @@
 A generated mixed corpus (bench/corpus.py) goes through the product's own path: uploaded as
 a folder (content checks, dedupe, versions), queued on the broker, consumed by a real Celery
 worker that parses in the sandbox, chunks, embeds and indexes. Then the same chunk texts are
-embedded once more with a bare encode (sentence-transformers, or a fresh embedder) in the same process, and
+embedded once more with a bare encode (sentence-transformers, or a fresh embedder) in the
+same process, and
 
     pipeline_efficiency = end-to-end chunks/s / bare encode chunks/s
 

@@ -22,6 +22,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from kb.accounts.models import Department
+from kb.library.encryption import EncryptedJSONField
 from kb.library.models import Collection
 
 TOKEN_PREFIX = "kbt_"  # noqa: S105 (a label, not a secret)
@@ -136,7 +137,9 @@ class IdempotentRequest(models.Model):
     fingerprint = models.CharField(max_length=64)  # method, path and body: a reused key with
     # another request is refused, not answered with the first request's response
     status = models.PositiveSmallIntegerField(null=True, blank=True)  # null: still running
-    body = models.JSONField(null=True, blank=True)
+    # The response replayed for a retry: an answer quotes passages, so it is encrypted at
+    # rest like them (kb/library/encryption.py).
+    body = EncryptedJSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

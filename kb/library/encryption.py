@@ -29,6 +29,7 @@ import base64
 import binascii
 import hashlib
 import io
+import json
 import os
 import secrets
 import tempfile
@@ -46,6 +47,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 from django.core.files.base import File
 from django.core.files.storage import FileSystemStorage
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils.deconstruct import deconstructible
@@ -195,6 +197,20 @@ class EncryptedTextField(models.TextField):  # type: ignore[type-arg]  # TextFie
         if value is None:
             return value
         return decrypt_text(value)
+
+
+class EncryptedJSONField(EncryptedTextField):
+    """A JSON value stored encrypted (as its JSON text): for stored copies of responses
+    that quote passages, such as the API's replayed answers."""
+
+    def get_prep_value(self, value: Any) -> Any:
+        if value is None:
+            return None
+        return super().get_prep_value(json.dumps(value, cls=DjangoJSONEncoder))
+
+    def from_db_value(self, value: Any, expression: Any, connection: BaseDatabaseWrapper) -> Any:
+        text = super().from_db_value(value, expression, connection)
+        return None if text is None or text == "" else json.loads(text)
 
 
 # --- originals -----------------------------------------------------------------------------

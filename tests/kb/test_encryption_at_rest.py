@@ -149,6 +149,16 @@ def test_nothing_is_stored_in_the_clear_and_rotation_keeps_everything_readable(
     assert Feedback.objects.get().comment == f"Not {ENGLISH}"
     history = client.get("/conversations/", {"q": "invoices above 73,000"}).content.decode()
     assert "Who signs the invoices" in history  # searchable for its owner, in Python
+    # The API keeps the first response to an Idempotency-Key for replay: an answer, which
+    # quotes the passages.
+    asker = token_for(service_account("finance-bot", finance_collection.department), ["ask"])
+    for _ in range(2):
+        replayable = api(asker).post(
+            "/api/v1/ask", {"question": "Who signs the invoices above 73,000 euros?"},
+            format="json", HTTP_IDEMPOTENCY_KEY="ask-once",
+        )  # fmt: skip
+        assert ENGLISH in replayable.content.decode()
+    assert replayable["Idempotent-Replayed"] == "true"
     # Every table of the database, and a backup archive, hold none of it in the clear.
     backup = tmp_path / "backup"
     call_command("backup", str(backup))
@@ -184,8 +194,9 @@ def test_nothing_is_stored_in_the_clear_and_rotation_keeps_everything_readable(
     call_command("encryption", "rotate")  # nothing left to do: harmless
     rotated = AuditRecord.objects.filter(action="encryption.rotated").order_by("seq")
     assert [r.details["chunks"] for r in rotated] == [Chunk.objects.count(), 0]
-    # The conversation's title, question, search query, answer and the comment.
-    assert [r.details["texts"] for r in rotated] == [5, 0]
+    # The portal's and the API's conversations (title, question, search query, answer
+    # each), the comment and the stored API response.
+    assert [r.details["texts"] for r in rotated] == [10, 0]
     assert rotated[0].details["files"] == 2 and rotated[0].outcome == "success"
     assert AuditRecord.objects.filter(action="encryption.rotation_started").count() == 2
 
@@ -193,8 +204,8 @@ def test_nothing_is_stored_in_the_clear_and_rotation_keeps_everything_readable(
     settings.KB_MASTER_KEYS_PREVIOUS = []  # type: ignore[attr-defined]
     usage = encryption_status()
     assert dict(usage.chunks) == {new_id: Chunk.objects.count()}
-    assert dict(usage.texts) == {new_id: 5}
-    assert Turn.objects.get().answer == turn.answer  # read back under the new key
+    assert dict(usage.texts) == {new_id: 10}
+    assert Turn.objects.get(pk=turn.pk).answer == turn.answer  # read back under the new key
     assert dict(usage.files) == {new_id: 2}
     call_command("encryption", "status")
     # The library's tables only: the audit trail now holds the searches made above, in clear.

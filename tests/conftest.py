@@ -151,3 +151,14 @@ def _flush_past_audit_trigger() -> Iterator[None]:
     DatabaseOperations.sql_flush = sql_flush  # type: ignore[method-assign, assignment]
     yield
     DatabaseOperations.sql_flush = original  # type: ignore[method-assign]
+
+
+@pytest.fixture(autouse=True)
+def _own_audit_checkpoints(
+    tmp_path_factory: pytest.TempPathFactory, settings: pytest.FixtureRequest
+) -> None:
+    """Each test anchors the audit trail into a checkpoint file of its own. Every commit
+    that writes audit records signs the chain's head (kb/audit/checkpoints.py), and the
+    database is emptied between tests: one file shared by all tests would vouch for records
+    that a later test's chain never had, and its verification would rightly fail."""
+    settings.AUDIT_CHECKPOINT_DIR = tmp_path_factory.mktemp("audit-checkpoints")  # type: ignore[attr-defined]  # pytest-django's settings wrapper

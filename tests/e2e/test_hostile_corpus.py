@@ -103,7 +103,7 @@ def test_each_hostile_file_fails_alone_and_the_next_document_is_indexed(
             400,
             "XML document type declaration",
         ),
-        "empty.txt": (b"", 200, "The submitted file is empty"),
+        "empty.txt": (b"", 400, "The submitted file is empty"),
         "invoice.pdf": (b"MZ\x90\x00 an executable", 415, "named as a PDF but is not one"),
         "photo.png": (b"<html><script>alert(1)</script></html>", 415, "named as PNG image"),
         "payload.exe": (b"MZ", 415, "files of type .exe are not supported"),

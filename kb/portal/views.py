@@ -39,7 +39,6 @@ from kb.audit.trail import denied, record
 from kb.glossary.services import lexical_expansion, terms_for_question
 from kb.library.attachments import attachment
 from kb.library.components import get_index
-from kb.library.management.commands.serve_llm import vllm_command
 from kb.library.models import Collection, Document, DocumentVersion, IndexGeneration
 from kb.library.services import (
     BatchResult,
@@ -61,6 +60,7 @@ from kb.portal.services import (
     stream_answer,
 )
 from kb.portal.templatetags.answers import source_url, with_citation_links
+from kb.routing.vllm import vllm_command
 from kb.usage.quota import localized_notice
 
 logger = logging.getLogger(__name__)

@@ -50,6 +50,18 @@ def test_a_layer_imports_nothing_above_it(folder: str, forbidden: tuple[str, ...
     assert not breaches, sorted(breaches)
 
 
+def test_only_management_commands_import_management_commands() -> None:
+    # A view that needs what a command computes gets it from a module both import.
+    breaches = {
+        f"{path} imports {name}"
+        for path, names in imported_modules("kb").items()
+        if "/management/commands/" not in path
+        for name in names
+        if ".management.commands." in name
+    }
+    assert not breaches, sorted(breaches)
+
+
 def test_the_check_sees_imports_inside_functions(tmp_path: Path) -> None:
     # The rule above would be empty if the walk missed nested imports: prove it does not.
     tree = ast.parse("def f():\n    from kb.api.webhooks import x\n")

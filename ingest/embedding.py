@@ -19,6 +19,7 @@ from abc import ABC, abstractmethod
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -444,8 +445,9 @@ class SentenceTransformersEmbedder(Embedder):
     def _describe(self) -> str:
         return describe_model(self.model)
 
-    @property
+    @cached_property
     def calibration(self) -> RetrievalCalibration:
+        # Read once: every question consults it.
         path = Path(self.model_path) / CALIBRATION_FILE
         return RetrievalCalibration.from_file(path) if path.is_file() else MINILM_CALIBRATION
 

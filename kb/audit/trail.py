@@ -171,9 +171,13 @@ def record(
         AuditDocument.objects.bulk_create(
             [AuditDocument(record=entry, document_id=d) for d in document_list]
         )
-        # Anchor the new tail outside the database the moment it is committed (a no-op if
-        # a later record of the same transaction already did).
-        transaction.on_commit(anchor_after_commit)
+        # Anchor the new tail outside the database the moment it is committed: once per
+        # transaction, however many records it writes.
+        if not any(
+            callback is anchor_after_commit
+            for _, callback, _ in transaction.get_connection().run_on_commit
+        ):
+            transaction.on_commit(anchor_after_commit)
     return entry
 
 

@@ -23,6 +23,7 @@ from kb.accounts.access import is_auditor, readable_documents
 from kb.audit.trail import denied, record
 from kb.portal.models import Conversation, Feedback, Turn
 from kb.portal.services import turn_for_history
+from kb.portal.views import wants_json
 
 MAX_COMMENT = 2000
 
@@ -159,7 +160,7 @@ def turn_feedback(request: HttpRequest, turn_id: int) -> HttpResponse:
     Feedback.objects.update_or_create(
         turn=turn, defaults={"rating": int(rating), "comment": comment}
     )
-    if request.headers.get("Accept", "").startswith("application/json"):
+    if wants_json(request):
         return JsonResponse({"turn": turn.pk, "rating": int(rating), "comment": comment})
     messages.success(request, _("Thank you for your feedback."))
     return redirect("portal:conversation", conversation_id=turn.conversation_id)

@@ -444,7 +444,7 @@ class CollectionDocuments(generics.ListAPIView[Document]):
         uploaded = body.validated_data["file"]
         path = body.validated_data.get("path") or None
         try:
-            refuse_overlong_names(request)
+            refuse_overlong_names(request, collection)
             batch = upload_any(
                 collection=collection,
                 name=path or uploaded.name or "upload",

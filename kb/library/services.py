@@ -328,10 +328,10 @@ def upload_any(
             )
             batch = BatchResult(results=[result])
     except UploadRejected as exc:
-        _audit_refusal(collection, name, [(name, str(exc))])
+        audit_upload_refusal(collection, name, [(name, str(exc))])
         raise
     if batch.refused:
-        _audit_refusal(collection, name, batch.refused)
+        audit_upload_refusal(collection, name, batch.refused)
     return batch
 
 
@@ -339,7 +339,7 @@ def upload_any(
 _AUDITED_REFUSALS = 200
 
 
-def _audit_refusal(collection: Collection, name: str, refused: list[tuple[str, str]]) -> None:
+def audit_upload_refusal(collection: Collection, name: str, refused: list[tuple[str, str]]) -> None:
     record(
         "upload.refused",
         outcome=AuditRecord.Outcome.FAILURE,

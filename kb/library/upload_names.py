@@ -15,7 +15,8 @@ from typing import Any
 from django.core.files.uploadhandler import FileUploadHandler
 from django.http import HttpRequest
 
-from kb.library.services import UploadRejected
+from kb.library.models import Collection
+from kb.library.services import UploadRejected, audit_upload_refusal
 
 # Django's own cut, and most file systems' limit on one name.
 MAX_UPLOAD_NAME_CHARS = 255
@@ -39,15 +40,18 @@ class UploadNameGuard(FileUploadHandler):
         return None  # the next handler builds the file
 
 
-def refuse_overlong_names(request: Any) -> None:
+def refuse_overlong_names(request: Any, collection: Collection) -> None:
     """Raise UploadRejected (400, `name_too_long`) if any file of this request had a name
-    over MAX_UPLOAD_NAME_CHARS. `request`: Django's, or DRF's wrapping it."""
+    over MAX_UPLOAD_NAME_CHARS, audited like every other refused upload. `request`: Django's,
+    or DRF's wrapping it."""
     django_request: HttpRequest = getattr(request, "_request", request)
     noted: list[str] = getattr(django_request, _NOTED, [])
     if noted:
-        raise UploadRejected(
+        refusal = UploadRejected(
             f"the file name {noted[0][:80]!r}… is {len(noted[0])} characters long; the limit "
             f"is {MAX_UPLOAD_NAME_CHARS}: rename the file and upload it again",
             400,
             "name_too_long",
         )
+        audit_upload_refusal(collection, noted[0], [(name, str(refusal)) for name in noted])
+        raise refusal

@@ -336,7 +336,7 @@ def collection_detail(request: HttpRequest, collection_id: int) -> HttpResponse:
         if form.is_valid():
             batch = BatchResult()
             try:
-                refuse_overlong_names(request)
+                refuse_overlong_names(request, collection)
                 uploads = request.FILES.getlist("file")
             except UploadRejected as exc:
                 batch.refused.append((gettext("upload"), str(exc)))

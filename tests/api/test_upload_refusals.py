@@ -80,6 +80,8 @@ def test_long_names_are_refused_through_the_api(
         assert response.status_code == 400
         assert "255" in response.json()["detail"]
     assert not Document.objects.filter(collection=finance_collection).exists()
+    audited = AuditRecord.objects.filter(action="upload.refused").order_by("seq")
+    assert [r.details["file"] for r in audited] == LONG_NAMES
 
 
 def test_long_names_are_refused_through_the_portal(

@@ -136,7 +136,7 @@ def evaluate_set(
     from kb.library.indexing import active_generation, chunk_texts
     from kb.library.models import Chunk, Collection, DocumentVersion
     from kb.library.services import upload_folder
-    from kb.portal.services import min_lexical_score_for, retrieval_options, sentence_scorer
+    from kb.portal.services import retrieval_options, sentence_scorer
 
     corpus, queries, qrels = load_set(sets / name)
     answers = load_answers(sets / name)
@@ -214,11 +214,11 @@ def evaluate_set(
         # with no dense threshold: nDCG measures the order; the thresholds' other effect,
         # rejection, is measured below.
         for mode in ("dense", "hybrid"):
+            ranking = retrieval_options(embedder)
+            ranking["top_k"], ranking["min_score"], ranking["mode"] = TOP * 3, -1.0, mode
             hits = retrieve(
                 question, scope, embedder=embedder, index=get_index(),
-                collection=generation.collection_name, top_k=TOP * 3, min_score=-1.0,
-                min_lexical_score=min_lexical_score_for(embedder), mode=mode,
-                fusion=embedder.calibration.fusion,
+                collection=generation.collection_name, **ranking,
             )  # fmt: skip
             record(mode, by_best_chunk([chunk_by_id[h.chunk_id] for h in hits]), judged)
         if query_id in answers:

@@ -132,11 +132,11 @@ def evaluate_set(
     from inference.retrieval import retrieve
     from ingest.index import AccessScope
     from kb.accounts.models import Department
+    from kb.answering.retrieval import retrieval_options, sentence_scorer
     from kb.library.components import get_embedder, get_index
     from kb.library.indexing import active_generation, chunk_texts
     from kb.library.models import Chunk, Collection, DocumentVersion
     from kb.library.services import upload_folder
-    from kb.portal.services import retrieval_options, sentence_scorer
 
     corpus, queries, qrels = load_set(sets / name)
     answers = load_answers(sets / name)

@@ -111,11 +111,11 @@ def _measure(rounds: int, llm_url: str) -> dict[str, Any]:
     from inference.answering import build_messages
     from kb.accounts.access import access_scope_for
     from kb.accounts.models import Department, Membership
+    from kb.answering import retrieval
     from kb.library.components import get_embedder
     from kb.library.ingestion import ingest_version
     from kb.library.models import Collection
     from kb.library.services import upload_document
-    from kb.portal import services
     from kb.wsgi import application
 
     finance = Department.objects.create(name="Finance", slug="finance")
@@ -145,8 +145,8 @@ def _measure(rounds: int, llm_url: str) -> dict[str, Any]:
     csrf = str(session.cookies["csrftoken"])
 
     # The prompt the product builds, sent to the server directly.
-    hits = services.search_passages(QUESTION, access_scope_for(user))
-    messages = build_messages(QUESTION, services.load_sources(hits))
+    hits = retrieval.search_passages(QUESTION, access_scope_for(user))
+    messages = build_messages(QUESTION, retrieval.load_sources(hits))
     client = OpenAI(base_url=llm_url, api_key="not-needed", max_retries=0)
 
     product: list[float] = []

@@ -122,6 +122,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "kb.accounts",
     "kb.library",
+    "kb.answering",
     "kb.portal",
     "kb.audit",
     "kb.api",

@@ -13,6 +13,8 @@ moving a collection takes effect on the very next request, with nothing re-embed
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Q, QuerySet
 
@@ -54,6 +56,29 @@ def readable_collection_ids(user: AnyUser) -> frozenset[int]:
             classification__lte=clearance,
         )
     return frozenset(Collection.objects.filter(rule).values_list("id", flat=True).distinct())
+
+
+@dataclass(frozen=True)
+class Reader:
+    """Who acts, and what they may read through the door they came in by: in the portal,
+    everything their memberships allow (`reader_for`); through the REST API, that narrowed by
+    the token (kb/api/scope.py). Every action that reads documents takes one of these, so
+    both doors decide with the same rule over a different set."""
+
+    user: AnyUser
+    collection_ids: frozenset[int]
+
+    @property
+    def scope(self) -> AccessScope:
+        """The filter that goes inside every index query made for this reader."""
+        return AccessScope(self.collection_ids)
+
+    def documents(self) -> QuerySet[Document]:
+        return Document.objects.filter(collection_id__in=self.collection_ids)
+
+
+def reader_for(user: AnyUser) -> Reader:
+    return Reader(user, readable_collection_ids(user))
 
 
 def readable_collections(user: AnyUser) -> QuerySet[Collection]:

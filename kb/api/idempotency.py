@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +24,7 @@ from django.http.response import HttpResponseBase
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from kb.answering.streaming import sse
 from kb.api.models import IdempotentRequest
 from kb.api.problems import ProblemResponse
 from kb.api.scope import token_auth
@@ -106,10 +106,6 @@ def idempotent(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpRespo
         return response
 
     return wrapper
-
-
-def sse(event: str, data: Any) -> bytes:
-    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
 
 
 def remember_stream(request: Request, done: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
 from ingest.index.unavailable import IndexUnavailable
+from kb.answering.errors import Forbidden, InvalidInput, NotReadable, Refused
 
 PROBLEM_TYPE_BASE = "https://kb.invalid/problems/"
 INDEX_RETRY_AFTER_SECONDS = 30
@@ -81,7 +82,20 @@ def _detail_text(data: Any) -> str:
     return "The request is not valid; see `errors`."
 
 
+def as_api_exception(refused: Refused) -> exceptions.APIException:
+    """An action's refusal (kb/answering/errors.py; already audited) as the API says it."""
+    if isinstance(refused, InvalidInput):
+        return exceptions.ValidationError({refused.field: [str(refused)]})
+    if isinstance(refused, Forbidden):
+        return exceptions.PermissionDenied(str(refused))
+    if isinstance(refused, NotReadable):
+        return exceptions.NotFound(str(refused))
+    return exceptions.PermissionDenied(str(refused))
+
+
 def problem_details_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, Refused):
+        exc = as_api_exception(exc)
     if isinstance(exc, IndexUnavailable):
         # The index server is down: the request was fine, so 503 and when to come back
         # (docs/security.md case 12). Uploads are still accepted meanwhile.

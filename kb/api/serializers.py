@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.urls import reverse
 from rest_framework import serializers
 
 from kb.accounts.models import Clearance, Department
@@ -24,7 +25,27 @@ class SearchRequestSerializer(serializers.Serializer[Any]):
     query = serializers.CharField(max_length=2000, trim_whitespace=True)
 
 
+class RoundedFloat(serializers.FloatField):
+    """A float sent rounded: scores and seconds carry no false precision."""
+
+    def __init__(self, digits: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.digits = digits
+
+    def to_representation(self, value: Any) -> float:  # type: ignore[override]  # the stubs declare str for every field; a FloatField returns a float
+        return round(float(value), self.digits)
+
+
+class DocumentUrl(serializers.CharField):
+    """The API resource of the document a passage comes from."""
+
+    def to_representation(self, value: Any) -> str:
+        return reverse("api:document", args=[value])
+
+
 class PassageSerializer(serializers.Serializer[Any]):
+    """Renders a passage (inference.answering.Source) as answers and searches return it."""
+
     number = serializers.IntegerField(help_text="The [n] an answer cites it by.")
     chunk_id = serializers.IntegerField()
     document_id = serializers.IntegerField()
@@ -32,8 +53,8 @@ class PassageSerializer(serializers.Serializer[Any]):
     page = serializers.IntegerField(allow_null=True)
     section = serializers.CharField(allow_blank=True)
     text = serializers.CharField()
-    score = serializers.FloatField()
-    url = serializers.CharField(help_text="The document's API resource.")
+    score = RoundedFloat(5)
+    url = DocumentUrl(source="document_id", help_text="The document's API resource.")
 
 
 class SearchResponseSerializer(serializers.Serializer[Any]):
@@ -54,17 +75,19 @@ class AskRequestSerializer(serializers.Serializer[Any]):
 
 
 class AnswerSerializer(serializers.Serializer[Any]):
+    """Renders an answer (kb.answering.answers.Answer): the JSON body, and a stream's `done`."""
+
     question = serializers.CharField()
-    answer = serializers.CharField(allow_blank=True)
+    answer = serializers.CharField(source="text", allow_blank=True)
     mode = serializers.ChoiceField(choices=["generated", "extractive", "not_found"])
     notice = serializers.CharField(allow_blank=True)
     cited = serializers.ListField(child=serializers.IntegerField())
     sources = PassageSerializer(many=True)
     model = serializers.CharField(allow_blank=True)
     model_version = serializers.CharField(allow_blank=True)
-    seconds = serializers.FloatField()
-    conversation = serializers.IntegerField(allow_null=True)
-    turn = serializers.IntegerField(allow_null=True)
+    seconds = RoundedFloat(3)
+    conversation = serializers.IntegerField(source="conversation_id", allow_null=True)
+    turn = serializers.IntegerField(source="turn_id", allow_null=True)
 
 
 class CollectionSerializer(serializers.ModelSerializer[Collection]):
@@ -167,16 +190,25 @@ class UploadResponseSerializer(serializers.Serializer[Any]):
     refused = RefusedFileSerializer(many=True)
 
 
+class WithheldAnswer(serializers.CharField):
+    """A turn's answer, or null where the reader can no longer read its sources."""
+
+    def get_attribute(self, instance: Any) -> Any:
+        return None if instance.withheld else instance.turn.answer
+
+
 class TurnSerializer(serializers.Serializer[Any]):
-    id = serializers.IntegerField()
-    question = serializers.CharField()
-    answer = serializers.CharField(allow_blank=True, allow_null=True)
+    """Renders a turn as history shows it (kb.answering.conversations.TurnView)."""
+
+    id = serializers.IntegerField(source="turn.pk")
+    question = serializers.CharField(source="turn.question")
+    answer = WithheldAnswer(allow_blank=True, allow_null=True)
     withheld = serializers.BooleanField(
         help_text="The answer drew on documents the acting user can no longer read."
     )
-    mode = serializers.CharField()
-    model = serializers.CharField(allow_blank=True)
-    created_at = serializers.DateTimeField()
+    mode = serializers.CharField(source="turn.mode")
+    model = serializers.CharField(source="turn.model", allow_blank=True)
+    created_at = serializers.DateTimeField(source="turn.created_at")
 
 
 class ConversationSerializer(serializers.Serializer[Any]):

@@ -21,7 +21,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from django.conf import settings
 from django.db.models import Count
@@ -40,8 +40,17 @@ from prometheus_client.registry import Collector
 
 from kb.audit.context import client_ip, current
 
-if TYPE_CHECKING:
-    from kb.portal.services import Answer
+
+class AnsweredQuestion(Protocol):
+    """What the metrics read of an answer (kb/answering/answers.py `Answer`), named here so
+    this module needs nothing from the app that answers."""
+
+    mode: str
+    seconds: float
+    prompt_tokens: int
+    completion_tokens: int
+    first_token_seconds: float | None
+
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +86,7 @@ FIRST_TOKEN_SECONDS = Histogram(
 )
 
 
-def observe_answer(answer: Answer, channel: str | None = None) -> None:
+def observe_answer(answer: AnsweredQuestion, channel: str | None = None) -> None:
     """Called once per recorded answer. Never raises: metrics must not cost an answer."""
     try:
         if channel is None:

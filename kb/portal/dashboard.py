@@ -22,10 +22,10 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET
 
 from kb.accounts.access import is_auditor
+from kb.answering.models import Feedback, Turn
 from kb.audit.models import AuditRecord
 from kb.audit.trail import denied
 from kb.library.models import DocumentVersion
-from kb.portal.models import Feedback, Turn
 
 WINDOW_DAYS = 30
 CHART_WIDTH, CHART_HEIGHT = 600, 160

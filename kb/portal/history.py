@@ -14,16 +14,21 @@ import json
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db.models import Count, QuerySet
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
-from kb.accounts.access import is_auditor, readable_documents
-from kb.audit.trail import denied, record
-from kb.portal.models import Conversation, Feedback, Turn
-from kb.portal.services import turn_for_history
-from kb.portal.views import wants_json
+from kb.accounts.access import reader_for
+from kb.answering.conversations import (
+    own_conversation,
+    own_turn,
+    read_conversation,
+    turn_view,
+)
+from kb.answering.models import Conversation, Feedback
+from kb.audit.trail import record
+from kb.portal.http import refusals_as_responses, wants_json
 
 MAX_COMMENT = 2000
 
@@ -34,14 +39,6 @@ SEARCHED_CONVERSATIONS = 1000
 
 def _own_conversations(request: HttpRequest) -> QuerySet[Conversation]:
     return Conversation.objects.filter(user_id=int(request.user.pk or 0))
-
-
-def _own_conversation_or_404(request: HttpRequest, conversation_id: int) -> Conversation:
-    conversation = _own_conversations(request).filter(pk=conversation_id).first()
-    if conversation is None:
-        denied(("conversation", conversation_id), reason="not the asker's conversation")
-        raise Http404("No such conversation.")
-    return conversation
 
 
 @login_required
@@ -75,8 +72,9 @@ def conversation_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
+@refusals_as_responses
 def conversation_delete(request: HttpRequest, conversation_id: int) -> HttpResponse:
-    conversation = _own_conversation_or_404(request, conversation_id)
+    conversation = own_conversation(request.user, conversation_id)
     title = conversation.title
     conversation.delete()
     messages.success(request, _("“%(title)s” was deleted.") % {"title": title})
@@ -85,11 +83,12 @@ def conversation_delete(request: HttpRequest, conversation_id: int) -> HttpRespo
 
 @login_required
 @require_GET
+@refusals_as_responses
 def conversation_export(request: HttpRequest, conversation_id: int) -> HttpResponse:
     """The conversation as Markdown (default) or JSON, as a download."""
-    conversation = _own_conversation_or_404(request, conversation_id)
-    readable = set(readable_documents(request.user).values_list("pk", flat=True))
-    turns = [turn_for_history(t, readable, reviewing=False) for t in conversation.turns.all()]
+    conversation = own_conversation(request.user, conversation_id)
+    readable = set(reader_for(request.user).documents().values_list("pk", flat=True))
+    turns = [turn_view(t, readable, reviewing=False) for t in conversation.turns.all()]
     export_format = "json" if request.GET.get("format") == "json" else "md"
     if export_format == "json":
         body = json.dumps(
@@ -98,14 +97,14 @@ def conversation_export(request: HttpRequest, conversation_id: int) -> HttpRespo
                 "created_at": conversation.created_at.isoformat(),
                 "turns": [
                     {
-                        "question": view["turn"].question,  # type: ignore[attr-defined]  # a history view is a dict of mixed values
-                        "answer": None if view["withheld"] else view["turn"].answer,  # type: ignore[attr-defined]  # a history view is a dict of mixed values
-                        "withheld": view["withheld"],
+                        "question": view.turn.question,
+                        "answer": None if view.withheld else view.turn.answer,
+                        "withheld": view.withheld,
                         "sources": [
                             {"number": s.get("number"), "document": s.get("title")}
-                            for s in view["sources"]  # type: ignore[attr-defined]  # a history view is a dict of mixed values
+                            for s in view.sources
                         ],
-                        "asked_at": view["turn"].created_at.isoformat(),  # type: ignore[attr-defined]  # a history view is a dict of mixed values
+                        "asked_at": view.turn.created_at.isoformat(),
                     }
                     for view in turns
                 ],
@@ -117,13 +116,13 @@ def conversation_export(request: HttpRequest, conversation_id: int) -> HttpRespo
     else:
         lines = [f"# {conversation.title}", ""]
         for view in turns:
-            turn: Turn = view["turn"]  # type: ignore[assignment]  # a history view is a dict of mixed values
+            turn = view.turn
             lines += [f"## {turn.question}", ""]
-            if view["withheld"]:
+            if view.withheld:
                 lines += [_("(This answer drew on documents you can no longer access.)"), ""]
                 continue
             lines += [turn.answer, ""]
-            for source in view["sources"]:  # type: ignore[attr-defined]  # a history view is a dict of mixed values
+            for source in view.sources:
                 lines.append(f"[{source.get('number')}] {source.get('title')}")
             lines.append("")
         body = "\n".join(lines)
@@ -142,17 +141,11 @@ def conversation_export(request: HttpRequest, conversation_id: int) -> HttpRespo
 
 @login_required
 @require_POST
+@refusals_as_responses
 def turn_feedback(request: HttpRequest, turn_id: int) -> HttpResponse:
     """Thumbs up or down (`rating` = 1 or -1) with an optional comment; the asker's only.
     Answers JSON to the page's script, or redirects back for a plain form post."""
-    turn = (
-        Turn.objects.filter(pk=turn_id, conversation__user_id=int(request.user.pk or 0))
-        .select_related("conversation")
-        .first()
-    )
-    if turn is None:
-        denied(("turn", turn_id), reason="feedback on someone else's answer")
-        raise Http404("No such answer.")
+    turn = own_turn(request.user, turn_id)
     rating = str(request.POST.get("rating", ""))
     if rating not in ("1", "-1"):
         return JsonResponse({"error": _("Choose helpful or not helpful.")}, status=400)
@@ -168,26 +161,11 @@ def turn_feedback(request: HttpRequest, turn_id: int) -> HttpResponse:
 
 @login_required
 @require_GET
+@refusals_as_responses
 def conversation_detail(request: HttpRequest, conversation_id: int) -> HttpResponse:
-    conversation = Conversation.objects.select_related("user").filter(pk=conversation_id).first()
-    own = conversation is not None and conversation.user_id == request.user.pk
-    reviewing = conversation is not None and not own and is_auditor(request.user)
-    if conversation is None or not (own or reviewing):
-        denied(("conversation", conversation_id), reason="not the asker's conversation")
-        raise Http404("No such conversation.")
-    if reviewing:
-        record(
-            "conversation.read_other",
-            target=conversation,
-            details={"owner": conversation.user.get_username(), "owner_id": conversation.user_id},
-        )
-    readable = set(readable_documents(request.user).values_list("pk", flat=True))
-    turns = [
-        turn_for_history(t, readable, reviewing)
-        for t in conversation.turns.select_related("feedback")
-    ]
+    view = read_conversation(reader_for(request.user), conversation_id, may_review=True)
     return render(
         request,
         "portal/conversation.html",
-        {"conversation": conversation, "turns": turns, "reviewing": reviewing},
+        {"conversation": view.conversation, "turns": view.turns, "reviewing": view.reviewing},
     )

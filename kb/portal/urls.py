@@ -1,6 +1,6 @@
 from django.urls import path
 
-from kb.portal import dashboard, history, views
+from kb.portal import dashboard, history, library_views, model_views, views
 
 app_name = "portal"
 
@@ -21,17 +21,17 @@ urlpatterns = [
         name="conversation_export",
     ),
     path("answers/<int:turn_id>/feedback/", history.turn_feedback, name="feedback"),
-    path("models/", views.configured_models, name="models"),
+    path("models/", model_views.configured_models, name="models"),
     path("dashboard/", dashboard.dashboard, name="dashboard"),
-    path("collections/", views.collection_list, name="collections"),
-    path("collections/<int:collection_id>/", views.collection_detail, name="collection"),
-    path("collections/<int:collection_id>/status/", views.document_status, name="status"),
-    path("documents/<int:document_id>/", views.document_detail, name="document"),
-    path("documents/<int:document_id>/download/", views.document_download, name="download"),
-    path("documents/<int:document_id>/delete/", views.document_delete, name="delete"),
+    path("collections/", library_views.collection_list, name="collections"),
+    path("collections/<int:collection_id>/", library_views.collection_detail, name="collection"),
+    path("collections/<int:collection_id>/status/", library_views.document_status, name="status"),
+    path("documents/<int:document_id>/", library_views.document_detail, name="document"),
+    path("documents/<int:document_id>/download/", library_views.document_download, name="download"),
+    path("documents/<int:document_id>/delete/", library_views.document_delete, name="delete"),
     path(
         "documents/<int:document_id>/versions/<int:number>/retry/",
-        views.version_retry,
+        library_views.version_retry,
         name="retry",
     ),
 ]

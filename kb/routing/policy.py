@@ -17,7 +17,6 @@ next qualifying on-premises endpoint, never to an external one.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,11 +25,12 @@ from django.conf import settings
 from django.utils.translation import gettext_noop
 
 from inference.answering import Source
-from inference.llm import ChatModel, Completion, Delta, LLMUnavailable, OpenAICompatibleLLM
+from inference.llm import ChatModel, Completion, Delta, LLMUnavailable
 from kb.accounts.models import Clearance
 from kb.audit.models import AuditRecord
 from kb.audit.trail import record
 from kb.env import ConfigError, envoptional
+from kb.routing.clients import chat_client
 from kb.routing.models import ModelEndpoint, is_api_key_variable
 
 logger = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ CONFIGURED = "configured"
 ON_PREMISES = ModelEndpoint.Location.ON_PREMISES.value
 EXTERNAL = ModelEndpoint.Location.EXTERNAL.value
 
-# Stored English with the turn like the other notices (kb/portal/services.py); the portal
+# Stored English with the turn like the other notices (kb/answering/answers.py); the portal
 # shows it in the reader's language.
 NOTICE_NOT_ALLOWED = gettext_noop(
     "No available language model is cleared for the classification of these sources; "
@@ -124,29 +124,6 @@ class RoutingDecision:
                 _audit(self, failed=current.name, error=str(exc)[:300])
 
 
-_clients: dict[tuple[str, str, str, float, int], OpenAICompatibleLLM] = {}
-_clients_lock = threading.Lock()
-
-
-def _client(row: ModelEndpoint, api_key: str) -> OpenAICompatibleLLM:
-    # One client per endpoint configuration, so its connection pool is reused across questions;
-    # a changed row (URL, model, key) gets a new one.
-    key = (row.base_url, row.model, api_key, settings.LLM_TIMEOUT_SECONDS, settings.LLM_MAX_TOKENS)
-    with _clients_lock:
-        client = _clients.get(key)
-        if client is None:
-            if len(_clients) > 32:
-                _clients.clear()
-            client = _clients[key] = OpenAICompatibleLLM(
-                row.base_url,
-                row.model,
-                api_key=api_key,
-                timeout=settings.LLM_TIMEOUT_SECONDS,
-                max_tokens=settings.LLM_MAX_TOKENS,
-            )
-        return client
-
-
 def _api_key(row: ModelEndpoint) -> tuple[str | None, str]:
     """The row's API key from the environment, or None and why not."""
     if not row.api_key_env:
@@ -188,7 +165,7 @@ def _candidates(
                 name=row.name,
                 location=ON_PREMISES if row.location == ON_PREMISES else EXTERNAL,
                 ceiling=_ceiling(row),
-                model=_client(row, api_key),
+                model=chat_client(row.base_url, row.model, api_key),
                 model_version=row.model_version,
                 endpoint_id=row.pk,
             )
@@ -297,4 +274,4 @@ def rewrite_model(configured: ChatModel | None) -> ChatModel | None:
     if row is None:
         return None
     api_key, _why = _api_key(row)
-    return _client(row, api_key) if api_key is not None else None
+    return chat_client(row.base_url, row.model, api_key) if api_key is not None else None

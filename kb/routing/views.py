@@ -17,7 +17,7 @@ from django.views.decorators.http import require_GET
 from kb.accounts.models import Clearance
 from kb.audit.models import AuditRecord
 from kb.audit.trail import denied
-from kb.portal.services import describe_chat_model
+from kb.routing.clients import describe_chat_model
 from kb.routing.models import ModelEndpoint
 from kb.routing.policy import CONFIGURED, ON_PREMISES, _ceiling
 

@@ -1,4 +1,4 @@
-"""The meter on the answer path (kb/portal/services.py `stream_answer`).
+"""The meter on the answer path (kb/answering/answers.py `answer_events`).
 
 `admit(user)` runs before any model is used: it finds the department the question is
 charged to (the one its audit record names) and checks the department's quota. Over the hard

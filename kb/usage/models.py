@@ -38,7 +38,7 @@ class UsageRecord(models.Model):
     )
     api_token_prefix = models.CharField(max_length=16, blank=True)
     turn = models.ForeignKey(
-        "portal.Turn", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "answering.Turn", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.ANSWER)
     # The answer's mode (generated, extractive, not_found) on answer rows; empty on rewrites.

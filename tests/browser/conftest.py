@@ -453,16 +453,16 @@ def scripted_model_server() -> Iterator[ScriptedModel]:
 @pytest.fixture
 def scripted_model(scripted_model_server: ScriptedModel, settings: Any) -> Iterator[ScriptedModel]:
     """Answers come from the scripted server for this test (the portal's model is cached)."""
-    from kb.portal import services
+    from kb.routing import clients
 
     settings.LLM_BASE_URL = scripted_model_server.url
     settings.LLM_MODEL = "scripted"
     settings.LLM_MODEL_VERSION = "browser-test"
-    services.get_chat_model.cache_clear()
-    services.chat_model_version.cache_clear()
+    clients.get_chat_model.cache_clear()
+    clients.chat_model_version.cache_clear()
     scripted_model_server.replies.clear()
     scripted_model_server.prompts.clear()
     scripted_model_server.pause = 0.25
     yield scripted_model_server
-    services.get_chat_model.cache_clear()
-    services.chat_model_version.cache_clear()
+    clients.get_chat_model.cache_clear()
+    clients.chat_model_version.cache_clear()

@@ -18,9 +18,9 @@ from django.contrib.auth.models import Group, User
 from django.utils import translation
 
 from kb.accounts.models import AUDITORS_GROUP, Department, Membership
+from kb.answering.models import Conversation, Feedback, Turn
 from kb.audit.models import AuditRecord
 from kb.library.models import Collection
-from kb.portal.models import Conversation, Feedback, Turn
 from tests.browser.conftest import INGEST_TIMEOUT, Browser, ScriptedModel, screenshot_dir
 from tests.e2e.conftest import require_real_services
 from tests.ingesting import ingest_text

@@ -36,7 +36,7 @@ ANSWER_SCRIPT = f"""
 import json
 from django.contrib.auth import get_user_model
 from kb.library.models import Chunk
-from kb.portal.services import answer_question
+from tests.asking import answer_question
 
 alice = get_user_model().objects.get(username="alice")
 answer = answer_question(alice, {QUESTION!r})

@@ -13,9 +13,9 @@ from django.urls import reverse
 from kb.accounts.access import readable_collection_ids
 from kb.accounts.models import Clearance, Department, Membership
 from kb.accounts.sessions import SIGNED_IN_AT
+from kb.answering.models import Conversation
 from kb.audit.models import AuditRecord
 from kb.library.models import Collection
-from kb.portal.models import Conversation
 from tests.ingesting import ingest_text
 
 pytestmark = pytest.mark.django_db(transaction=True)

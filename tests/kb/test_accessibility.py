@@ -11,8 +11,8 @@ from django.contrib.auth.models import Group, User
 from django.test import Client
 
 from kb.accounts.models import AUDITORS_GROUP, Department, Membership
+from kb.answering.models import Conversation, Turn
 from kb.library.models import Collection
-from kb.portal.models import Conversation, Turn
 
 pytestmark = pytest.mark.django_db
 

@@ -17,12 +17,14 @@ from django.urls import reverse
 
 from inference.answering import Source
 from inference.llm import Completion, Delta, LLMUnavailable, OpenAICompatibleLLM
+from kb.answering import answers as services
+from kb.answering.models import Conversation, Turn
 from kb.library.components import get_embedder
 from kb.library.indexing import active_generation
 from kb.library.models import Collection
-from kb.portal import services
-from kb.portal.models import Conversation, Turn
 from kb.portal.templatetags.answers import with_citation_links
+from kb.routing import clients
+from tests.asking import answer_question, stream_answer
 from tests.ingesting import ingest_text
 from tests.llm_server import free_port, llama_cpp_server
 
@@ -55,11 +57,11 @@ def prompts_sent(monkeypatch: pytest.MonkeyPatch) -> list[list[dict[str, str]]]:
 
 @pytest.fixture
 def llm_at(settings: Any) -> Iterator[Any]:
-    services.get_chat_model.cache_clear()
-    services.chat_model_version.cache_clear()
+    clients.get_chat_model.cache_clear()
+    clients.chat_model_version.cache_clear()
     yield settings
-    services.get_chat_model.cache_clear()
-    services.chat_model_version.cache_clear()
+    clients.get_chat_model.cache_clear()
+    clients.chat_model_version.cache_clear()
 
 
 def test_generated_answer_through_the_openai_compatible_server(
@@ -68,7 +70,7 @@ def test_generated_answer_through_the_openai_compatible_server(
     llm_at.LLM_BASE_URL = llm_server_url
     llm_at.LLM_MODEL = "gemma-3-270m"
     llm_at.LLM_MAX_TOKENS = 64
-    answer = services.answer_question(alice, "What is the hotel limit in Munich?")
+    answer = answer_question(alice, "What is the hotel limit in Munich?")
     assert answer.mode == "generated", answer.notice
     assert answer.text and "<think>" not in answer.text
     assert "gemma" in answer.model
@@ -83,14 +85,14 @@ def test_llm_down_degrades_to_extractive_passages(
 ) -> None:
     llm_at.LLM_BASE_URL = f"http://127.0.0.1:{free_port()}/v1"
     llm_at.LLM_TIMEOUT_SECONDS = 2
-    answer = services.answer_question(alice, "What is the hotel limit in Munich?")
+    answer = answer_question(alice, "What is the hotel limit in Munich?")
     assert answer.mode == "extractive"
     assert "unavailable" in answer.notice
     assert "180 EUR" in answer.text and "[1]" in answer.text
 
 
 def test_nothing_relevant_in_scope_says_so(indexed_policy: None, erin: User) -> None:
-    answer = services.answer_question(erin, "What is the hotel limit in Munich?")
+    answer = answer_question(erin, "What is the hotel limit in Munich?")
     assert answer.mode == "not_found"
     assert answer.sources == []
 
@@ -144,7 +146,7 @@ def test_a_server_killed_mid_answer_falls_back_to_passages(
         llm_at.LLM_MODEL = "gemma-3-270m"
         llm_at.LLM_MAX_TOKENS = 400
         events, answer = [], None
-        for event, payload in services.stream_answer(alice, "What is the hotel limit in Munich?"):
+        for event, payload in stream_answer(alice, "What is the hotel limit in Munich?"):
             events.append(event)
             answer = payload
             if events.count("answer") == 2:
@@ -169,7 +171,7 @@ def test_injected_instructions_reach_the_model_only_inside_the_source_block(
         "travel.md",
         f"# Travel policy\n\nThe hotel limit is 180 EUR per night. {injected}\n",
     )
-    services.answer_question(alice, "What is the hotel limit?")
+    answer_question(alice, "What is the hotel limit?")
     system, user = prompts_sent[0]
     assert "IGNORE ALL PREVIOUS" not in system["content"]
     block = re.search(r'<source id="1"[^>]*>(.*?)</source>', user["content"], re.DOTALL)
@@ -181,9 +183,9 @@ def test_injected_instructions_reach_the_model_only_inside_the_source_block(
 def test_follow_ups_search_with_the_conversation_and_stay_private(
     indexed_policy: None, alice: User, frank: User, llm_at: Any, client: Client
 ) -> None:
-    first = services.answer_question(alice, "What is the hotel limit in Munich?")
+    first = answer_question(alice, "What is the hotel limit in Munich?")
     assert first.conversation_id is not None
-    follow_up = services.answer_question(alice, "And per night?", first.conversation_id)
+    follow_up = answer_question(alice, "And per night?", first.conversation_id)
     assert follow_up.conversation_id == first.conversation_id
     # No model configured: the follow-up is searched together with the question before it.
     assert follow_up.search_query == "What is the hotel limit in Munich? And per night?"
@@ -198,7 +200,7 @@ def test_follow_ups_search_with_the_conversation_and_stay_private(
     )
     assert response.status_code == 404
     with pytest.raises(PermissionDenied):
-        services.answer_question(frank, "And per night?", first.conversation_id)
+        answer_question(frank, "And per night?", first.conversation_id)
 
 
 def test_links_and_images_in_a_model_answer_are_inert() -> None:
@@ -247,7 +249,7 @@ def test_a_chinese_question_finds_chinese_text_and_asks_for_a_chinese_answer(
         "差旅政策.md",
         "# 差旅政策\n\n## 酒店\n\n在慕尼黑出差时，酒店住宿标准为每晚一百八十欧元。\n",
     )
-    answer = services.answer_question(alice, "慕尼黑的酒店住宿标准是多少？")
+    answer = answer_question(alice, "慕尼黑的酒店住宿标准是多少？")
     assert answer.sources[0].title == "差旅政策"
     turn = Turn.objects.get(conversation=answer.conversation_id)
     assert turn.sources[0]["lexical_score"]  # found through the Chinese-aware lexical channel
@@ -258,7 +260,7 @@ def test_the_question_is_embedded_once_and_early_unless_it_is_rewritten(
     indexed_policy: None, alice: User, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A question that opens a conversation starts its embedding before the database work
-    # (kb/portal/services.py, start_question_embedding) and retrieval uses that vector
+    # (kb/answering/retrieval.py, start_question_embedding) and retrieval uses that vector
     # instead of embedding it again; a follow-up that is rewritten is embedded as rewritten.
     started: list[str] = []  # every embedding goes through start_query
     retrieval_embedded: list[str] = []  # ... and these through retrieval's own embed_query
@@ -275,11 +277,11 @@ def test_the_question_is_embedded_once_and_early_unless_it_is_rewritten(
 
     monkeypatch.setattr(embedder, "start_query", recording_start)
     monkeypatch.setattr(embedder, "embed_query", recording_embed)
-    first = services.answer_question(alice, "Hotel limit?")
+    first = answer_question(alice, "Hotel limit?")
     assert started == ["Hotel limit?"] and retrieval_embedded == []
     assert first.sources and "180 EUR" in first.sources[0].text
 
     started.clear()
-    follow_up = services.answer_question(alice, "And per night?", first.conversation_id)
+    follow_up = answer_question(alice, "And per night?", first.conversation_id)
     assert started == retrieval_embedded == ["Hotel limit? And per night?"]
     assert follow_up.sources and "180 EUR" in follow_up.sources[0].text

@@ -28,11 +28,11 @@ from rest_framework.test import APIClient
 from ingest.index import AccessScope
 from kb.accounts.access import readable_collection_ids
 from kb.accounts.models import AUDITORS_GROUP, Department, Membership
+from kb.answering.models import Conversation
 from kb.api.models import ApiToken
 from kb.audit.models import AuditRecord
 from kb.library import components
 from kb.library.models import Collection
-from kb.portal.models import Conversation
 from tests.api.conftest import api, service_account, token_for
 from tests.ingesting import ingest_text
 

@@ -19,11 +19,11 @@ from django.db import connection
 from django.test import Client
 
 from kb.accounts.models import Membership
+from kb.answering.models import Feedback, Turn
 from kb.audit.models import AuditRecord
 from kb.library.encryption import DecryptionError, keyring
 from kb.library.models import Chunk, Collection, DocumentVersion
 from kb.library.rotation import PLAIN, encryption_status
-from kb.portal.models import Feedback, Turn
 from tests.api.conftest import api, service_account, token_for
 from tests.ingesting import ingest_text
 

@@ -13,11 +13,13 @@ from django.urls import reverse
 
 from inference.llm import Completion, Delta, OpenAICompatibleLLM
 from kb.accounts.models import Department
+from kb.answering import answers as services
 from kb.glossary.models import GlossaryEntry
 from kb.glossary.services import terms_for_question
 from kb.library.models import Collection
-from kb.portal import services
+from kb.routing import clients
 from tests.api.conftest import api, service_account, token_for
+from tests.asking import answer_question
 from tests.ingesting import ingest_text
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -54,7 +56,7 @@ def po_entry(department: Department) -> GlossaryEntry:
 
 
 def found(user: User, question: str = QUESTION) -> set[int]:
-    return {s.document_id for s in services.answer_question(user, question).sources}
+    return {s.document_id for s in answer_question(user, question).sources}
 
 
 def test_a_glossary_entry_lets_an_english_abbreviation_find_a_chinese_rule(
@@ -112,9 +114,9 @@ def prompts_to_server(
 
     model = Recording(llm_server_url, "gemma-3-270m", max_tokens=32)
     monkeypatch.setattr(services, "get_chat_model", lambda: model)
-    services.chat_model_version.cache_clear()
+    clients.chat_model_version.cache_clear()
     yield seen
-    services.chat_model_version.cache_clear()
+    clients.chat_model_version.cache_clear()
 
 
 def test_the_matched_entries_reach_the_model_with_the_sources(
@@ -125,7 +127,7 @@ def test_the_matched_entries_reach_the_model_with_the_sources(
 ) -> None:
     po_entry(departments["finance"])
     GlossaryEntry.objects.create(department=departments["finance"], term="invoice")
-    answer = services.answer_question(frank, QUESTION)
+    answer = answer_question(frank, QUESTION)
     assert answer.mode == "generated", answer.notice
     [messages] = prompts_to_server
     user = messages[-1]["content"]

@@ -11,8 +11,8 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from kb.answering.models import Conversation, Feedback, Turn
 from kb.audit.models import AuditRecord
-from kb.portal.models import Conversation, Feedback, Turn
 
 pytestmark = pytest.mark.django_db
 
@@ -135,7 +135,7 @@ def test_conversation_page_offers_export_delete_and_feedback(alice: User) -> Non
 
 def test_suggested_follow_ups_come_from_the_sources() -> None:
     from inference.answering import Source
-    from kb.portal.services import Answer, suggest_follow_ups
+    from kb.answering.answers import Answer, suggest_follow_ups
 
     def source(number: int, title: str, section: str) -> Source:
         return Source(number, number, number, title, None, section, "text", 0.5)

@@ -27,11 +27,11 @@ from django.urls import reverse
 from django.utils import translation
 
 from kb.accounts.models import AUDITORS_GROUP, Clearance, Department, Membership
+from kb.answering import answers as services
 from kb.audit.models import AuditRecord
 from kb.glossary.models import GlossaryEntry
 from kb.library.models import Collection
-from kb.portal import services
-from kb.portal.views import _for_reader
+from kb.portal.http import for_reader as _for_reader
 from tests.kb.test_portal_access import make_document
 
 pytestmark = pytest.mark.django_db

@@ -17,6 +17,7 @@ from django.core.files.storage import default_storage
 from django.db import connection
 
 from ingest.index import AccessScope
+from kb.answering.retrieval import search_passages
 from kb.library import ingestion
 from kb.library.components import get_index
 from kb.library.indexing import active_generation
@@ -30,7 +31,6 @@ from kb.library.services import (
     upload_any,
     upload_document,
 )
-from kb.portal.services import search_passages
 from tests.conftest import index_count
 from tests.make_files import (
     FONT_LATIN,

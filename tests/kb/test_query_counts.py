@@ -12,9 +12,9 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from kb.accounts.models import AUDITORS_GROUP, Department, Membership
+from kb.answering.models import Conversation, Turn
 from kb.api.models import ApiToken, ServiceAccount
 from kb.library.models import Collection, Document, DocumentVersion
-from kb.portal.models import Conversation, Turn
 
 pytestmark = pytest.mark.django_db
 

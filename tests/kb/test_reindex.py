@@ -12,6 +12,7 @@ from django.core.management.base import CommandError
 
 from ingest.embedding import bundled_model_path
 from ingest.index import INDEX_SCHEMA_VERSION, AccessScope
+from kb.answering.retrieval import search_passages
 from kb.library.components import forget_embedders, get_embedder, get_index
 from kb.library.indexing import (
     active_generation,
@@ -25,7 +26,6 @@ from kb.library.indexing import (
 from kb.library.ingestion import ingest_version
 from kb.library.models import Chunk, Collection, DocumentVersion, IndexGeneration
 from kb.library.services import upload_document
-from kb.portal.services import search_passages
 from tests.conftest import index_count
 from tests.ingest.test_index_contract import create_dense_only_collection
 

@@ -24,12 +24,14 @@ from django.test import Client
 
 from inference.answering import REWRITE_PROMPT
 from kb.accounts.models import Clearance, Department, Membership
+from kb.answering import answers as services
 from kb.audit.models import AuditRecord
 from kb.audit.trail import record
 from kb.library.models import Collection
-from kb.portal import services
+from kb.routing import clients
 from kb.routing.models import ModelEndpoint
 from kb.routing.policy import NOTICE_NOT_ALLOWED, _api_key, _ceiling
+from tests.asking import answer_question
 from tests.ingesting import ingest_text
 from tests.llm_server import free_port
 
@@ -98,13 +100,13 @@ class CountingProxy:
 def on_premises(llm_server_url: str, settings: Any) -> Iterator[CountingProxy]:
     """The configured model (LLM_BASE_URL): on premises, cleared to secret."""
     proxy = CountingProxy(llm_server_url)
-    services.get_chat_model.cache_clear()
+    clients.get_chat_model.cache_clear()
     settings.LLM_BASE_URL = proxy.url
     settings.LLM_MODEL = "gemma-3-270m"
     settings.LLM_MAX_TOKENS = 16
     settings.LLM_TIMEOUT_SECONDS = 60
     yield proxy
-    services.get_chat_model.cache_clear()
+    clients.get_chat_model.cache_clear()
     proxy.close()
 
 
@@ -171,7 +173,7 @@ def test_public_sources_go_to_the_preferred_external_endpoint(
     reader: User, on_premises: CountingProxy, external: CountingProxy
 ) -> None:
     external_row(external.url, enabled=True)
-    answer = services.answer_question(reader, PUBLIC_QUESTION)
+    answer = answer_question(reader, PUBLIC_QUESTION)
     assert levels(answer) == {Clearance.PUBLIC}, "the question should only find the canteen"
     assert answer.mode == "generated", answer.notice
     assert answer.endpoint == "hosted-public"
@@ -191,9 +193,9 @@ def test_a_confidential_source_never_reaches_the_external_endpoint(
     reader: User, on_premises: CountingProxy, external: CountingProxy
 ) -> None:
     external_row(external.url, enabled=True)
-    confidential = services.answer_question(reader, CONFIDENTIAL_QUESTION)
+    confidential = answer_question(reader, CONFIDENTIAL_QUESTION)
     assert Clearance.CONFIDENTIAL in levels(confidential)
-    mixed = services.answer_question(reader, MIXED_QUESTION)
+    mixed = answer_question(reader, MIXED_QUESTION)
     assert levels(mixed) == {Clearance.PUBLIC, Clearance.CONFIDENTIAL}
     assert external.chats == []
     assert len(on_premises.chats) == 2 and on_premises.carried("Nordwind")
@@ -214,12 +216,12 @@ def test_no_endpoint_cleared_for_the_sources_answers_with_passages(
 ) -> None:
     """Only the external endpoint and no on-premises model: a confidential question gets the
     passages and a notice, and the denial is audited."""
-    services.get_chat_model.cache_clear()
+    clients.get_chat_model.cache_clear()
     settings.LLM_BASE_URL = None
     settings.LLM_GGUF_PATH = None
     external_row(external.url, enabled=True)
-    answer = services.answer_question(reader, CONFIDENTIAL_QUESTION)
-    services.get_chat_model.cache_clear()
+    answer = answer_question(reader, CONFIDENTIAL_QUESTION)
+    clients.get_chat_model.cache_clear()
     assert answer.mode == "extractive"
     assert answer.notice == NOTICE_NOT_ALLOWED
     assert answer.endpoint == "" and answer.model == ""
@@ -235,14 +237,14 @@ def test_a_disabled_or_switched_off_external_endpoint_is_never_used(
 ) -> None:
     row = external_row(external.url)  # enabled is off unless an admin switches it on
     assert row.enabled is False
-    first = services.answer_question(reader, PUBLIC_QUESTION)
+    first = answer_question(reader, PUBLIC_QUESTION)
     assert levels(first) == {Clearance.PUBLIC}
     assert first.endpoint == "configured"
     # Enabled in the admin site, but the operator has not allowed external endpoints.
     row.enabled = True
     row.save()
     settings.LLM_EXTERNAL_ALLOWED = False
-    second = services.answer_question(reader, PUBLIC_QUESTION)
+    second = answer_question(reader, PUBLIC_QUESTION)
     assert second.endpoint == "configured"
     assert external.chats == []
     assert len(on_premises.chats) == 2
@@ -256,8 +258,8 @@ def test_the_follow_up_rewrite_never_reaches_the_external_endpoint(
     reader: User, on_premises: CountingProxy, external: CountingProxy
 ) -> None:
     external_row(external.url, enabled=True)
-    first = services.answer_question(reader, CONFIDENTIAL_QUESTION)
-    follow_up = services.answer_question(reader, "and the canteen?", first.conversation_id)
+    first = answer_question(reader, CONFIDENTIAL_QUESTION)
+    follow_up = answer_question(reader, "and the canteen?", first.conversation_id)
     rewrites = [c for c in on_premises.chats if c["messages"][0]["content"] == REWRITE_PROMPT]
     # The earlier (confidential) question went to the on-premises model to be rewritten...
     assert len(rewrites) == 1 and "Nordwind" in json.dumps(rewrites[0])
@@ -271,7 +273,7 @@ def test_a_failing_external_endpoint_falls_back_on_premises(
     reader: User, on_premises: CountingProxy, external: CountingProxy
 ) -> None:
     external_row(f"http://127.0.0.1:{free_port()}/v1", enabled=True)  # nothing listens there
-    answer = services.answer_question(reader, PUBLIC_QUESTION)
+    answer = answer_question(reader, PUBLIC_QUESTION)
     assert answer.mode == "generated", answer.notice
     assert answer.endpoint == "configured"
     assert len(on_premises.chats) == 1

@@ -21,15 +21,17 @@ from django.test import Client
 
 from inference.llm import Completion, Delta, OpenAICompatibleLLM
 from kb.accounts.models import AUDITORS_GROUP, Department, Membership
+from kb.answering import answers as services
 from kb.api.models import ApiToken, TokenUsage
 from kb.audit.models import AuditRecord
 from kb.library.models import Collection
-from kb.portal import services
+from kb.routing import clients
 from kb.usage.cost import CostInputs, compare
 from kb.usage.models import DepartmentQuota, UsageRecord
 from kb.usage.months import current_month, parse_month
 from kb.usage.quota import NOTICE_HARD, NOTICE_SOFT, localized_notice
 from tests.api.conftest import api, service_account, token_for
+from tests.asking import answer_question
 from tests.ingesting import ingest_text
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -49,14 +51,14 @@ def indexed_policy(fresh_index: None, finance_collection: Collection) -> None:
 @pytest.fixture
 def llm(settings: Any, llm_server_url: str) -> Iterator[Any]:
     """The configured model is llama.cpp's server (gemma), with short answers."""
-    services.get_chat_model.cache_clear()
-    services.chat_model_version.cache_clear()
+    clients.get_chat_model.cache_clear()
+    clients.chat_model_version.cache_clear()
     settings.LLM_BASE_URL = llm_server_url
     settings.LLM_MODEL = "gemma-3-270m"
     settings.LLM_MAX_TOKENS = 32
     yield settings
-    services.get_chat_model.cache_clear()
-    services.chat_model_version.cache_clear()
+    clients.get_chat_model.cache_clear()
+    clients.chat_model_version.cache_clear()
 
 
 @pytest.fixture
@@ -113,7 +115,7 @@ def _meter_row(department: Department, user: User | None = None, **fields: Any) 
 def test_answers_are_metered_per_user_department_and_api_token(
     indexed_policy: None, alice: User, departments: dict[str, Department], llm: Any
 ) -> None:
-    answer = services.answer_question(alice, QUESTION)
+    answer = answer_question(alice, QUESTION)
     assert answer.mode == "generated", answer.notice
     row = UsageRecord.objects.get(turn_id=answer.turn_id or 0)
     assert (row.user, row.department, row.api_token) == (alice, departments["finance"], None)
@@ -132,7 +134,7 @@ def test_answers_are_metered_per_user_department_and_api_token(
     assert asked.department_id == row.department_id
 
     # A follow-up is rewritten by the model first: a second, separate row.
-    follow_up = services.answer_question(alice, "And per night?", answer.conversation_id)
+    follow_up = answer_question(alice, "And per night?", answer.conversation_id)
     rows = UsageRecord.objects.filter(turn_id=follow_up.turn_id or 0)
     kinds = sorted(rows.values_list("kind", flat=True))
     assert kinds == ["answer", "rewrite"]
@@ -185,7 +187,7 @@ def test_over_the_hard_quota_the_model_is_not_called(
     DepartmentQuota.objects.create(department=finance, soft_limit_tokens=50, hard_limit_tokens=100)
     _meter_row(finance, alice, prompt_tokens=80, completion_tokens=20)  # exactly the limit
 
-    answer = services.answer_question(frank, QUESTION)
+    answer = answer_question(frank, QUESTION)
     assert model_calls == []
     assert answer.mode == "extractive" and answer.model == ""
     assert answer.cited and "180 EUR" in answer.text  # the passages, cited
@@ -218,7 +220,7 @@ def test_over_the_hard_quota_the_model_is_not_called(
 
     # Raising the limit lets Finance's answers through again at once.
     DepartmentQuota.objects.filter(department=finance).update(hard_limit_tokens=10_000)
-    again = services.answer_question(frank, QUESTION)
+    again = answer_question(frank, QUESTION)
     assert again.mode == "generated" and model_calls == ["stream"]
     assert again.notice.startswith("Finance has passed its soft monthly limit of 50 tokens")
 
@@ -233,14 +235,14 @@ def test_the_soft_quota_gives_a_notice_and_one_audit_record_a_month(
     UsageRecord.objects.filter(pk=old.pk).update(
         created_at=current_month().start - timedelta(hours=1)
     )
-    first = services.answer_question(alice, QUESTION)
+    first = answer_question(alice, QUESTION)
     assert first.mode == "generated" and first.notice == ""
     assert not AuditRecord.objects.filter(action="usage.soft_quota_reached").exists()
 
     used = sum(r.tokens for r in UsageRecord.objects.filter(created_at__gte=current_month().start))
     assert used >= 10  # the first answer crossed the line
-    second = services.answer_question(alice, QUESTION)
-    third = services.answer_question(alice, QUESTION)
+    second = answer_question(alice, QUESTION)
+    third = answer_question(alice, QUESTION)
     assert second.mode == third.mode == "generated"
     assert second.notice == NOTICE_SOFT % {
         "department": "Finance",

@@ -24,7 +24,7 @@ from kb.audit.checkpoints import read_checkpoints, write_checkpoint
 from kb.audit.trail import record
 from kb.audit.verify import verify
 from kb.library.models import Chunk, Collection
-from kb.portal.services import answer_question
+from tests.asking import answer_question
 from tests.ingesting import ingest_text
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -37,7 +37,7 @@ import json
 from django.contrib.auth.models import User
 from kb.ops.backup import check_index, restored_checkpoints
 from kb.audit.verify import verify
-from kb.portal.services import answer_question
+from tests.asking import answer_question
 report = verify(restored_checkpoints())
 points, live, index_ok = check_index()
 answer = answer_question(User.objects.get(username="alice"), QUESTION)

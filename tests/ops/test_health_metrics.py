@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from kb.library.models import Collection
 from kb.ops.logging import JsonFormatter
-from kb.portal import services
+from kb.routing import clients
 from tests.ingesting import ingest_text
 from tests.llm_server import free_port
 
@@ -31,11 +31,11 @@ def no_llm(settings: Any) -> Iterator[Any]:
     """No language model configured: answers are extractive, readiness is not degraded."""
     settings.LLM_BASE_URL = None
     settings.LLM_GGUF_PATH = None
-    services.get_chat_model.cache_clear()
-    services.chat_model_version.cache_clear()
+    clients.get_chat_model.cache_clear()
+    clients.chat_model_version.cache_clear()
     yield settings
-    services.get_chat_model.cache_clear()
-    services.chat_model_version.cache_clear()
+    clients.get_chat_model.cache_clear()
+    clients.chat_model_version.cache_clear()
 
 
 @pytest.fixture
@@ -196,7 +196,7 @@ def test_json_log_lines_carry_the_request_id(
     warning = next(e for e in lines if e["message"].startswith("LLM unavailable"))
     assert warning["request_id"] == request_id
     assert warning["user"] == "alice" and warning["via"] == "web"
-    assert warning["level"] == "WARNING" and warning["logger"] == "kb.portal.services"
+    assert warning["level"] == "WARNING" and warning["logger"] == "kb.answering.answers"
     assert warning["time"].endswith("+00:00")
 
 

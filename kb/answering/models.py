@@ -29,6 +29,7 @@ class Conversation(models.Model):
 
     class Meta:
         ordering = ["-updated_at"]
+        db_table = "portal_conversation"  # created by the portal app before this app owned it
 
     def __str__(self) -> str:
         return str(self.title)
@@ -61,6 +62,7 @@ class Turn(models.Model):
 
     class Meta:
         ordering = ["created_at", "id"]
+        db_table = "portal_turn"
 
     def __str__(self) -> str:
         return str(self.question)[:80]
@@ -78,6 +80,9 @@ class Feedback(models.Model):
     comment = EncryptedTextField(blank=True, max_length=2000)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "portal_feedback"
 
     def __str__(self) -> str:
         return f"{self.turn_id}: {self.rating:+d}"

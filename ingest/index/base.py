@@ -11,8 +11,10 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Protocol
 
 # Fixed namespace: point ids are uuid5(namespace, "version:ordinal"), so re-running an
@@ -59,6 +61,11 @@ class IndexLocked(RuntimeError):
 
 class MissingCollection(RuntimeError):
     """The named index collection does not exist (dropped by a finished rebuild, say)."""
+
+
+class SnapshotRefused(RuntimeError):
+    """The index would not take a snapshot back (a Qdrant server refused the upload, or the
+    snapshot is of a kind this index cannot read); nothing of that collection was restored."""
 
 
 @dataclass(frozen=True)
@@ -375,5 +382,34 @@ class VectorIndex(Protocol):
 
     def version_counts(self, collection: str) -> dict[int, int]:
         """Points per document version: how a rebuild and the crash tests check the index."""
+
+    # --- backup (kb/ops/backup.py) ----------------------------------------------------------
+
+    def paused_writes(self, collections: Iterable[str] = ()) -> AbstractContextManager[list[str]]:
+        """Hold every write through this adapter still until the block ends, so a copy taken
+        meanwhile (`snapshot`, and the database dump beside it) is consistent.
+
+        A write (upsert, delete, collection or alias change) from another thread waits until
+        the block ends; the thread inside the block may still write. `collections` are opened
+        on entry and the block receives those that exist, in the order given (missing ones
+        are skipped). Opening an embedded collection locks it against every other process,
+        so nothing else writes it either; IndexLocked, on entry, when another process holds
+        it. A Qdrant server's other clients are not held back.
+        """
+
+    def snapshot(self, collections: Sequence[str], target: Path) -> list[Path]:
+        """Write a consistent copy of `collections`, and of the aliases that point at them,
+        into the directory `target` (created if missing); the files written, sorted.
+
+        Each collection is copied while no write through this adapter can change it (see
+        `paused_writes`); MissingCollection if one does not exist. What the files hold is
+        the adapter's own (`restore` of the same adapter kind reads them back).
+        """
+
+    def restore(self, source: Path) -> list[str]:
+        """Put back the collections that `snapshot` wrote into `source`, each replacing a
+        collection of the same name, and the aliases among them whose collection is now
+        here; the names restored, sorted. SnapshotRefused when the index will not take one.
+        """
 
     def close(self) -> None: ...

@@ -19,7 +19,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -395,6 +395,70 @@ class QdrantEdgeIndex:
                 counts[version] = counts.get(version, 0) + 1
             if offset is None:
                 return counts
+
+    # --- backup -------------------------------------------------------------------------
+
+    @contextmanager
+    def paused_writes(self, collections: Iterable[str] = ()) -> Iterator[list[str]]:
+        # Every write, and every open or close of a shard, runs under self._lock: holding it
+        # holds them all. Opening a shard locks its write-ahead log against other processes.
+        with self._lock:
+            opened: list[str] = []
+            for name in collections:
+                try:
+                    self._shard(name)
+                except MissingCollection:
+                    continue
+                opened.append(name)
+            yield opened
+
+    def snapshot(self, collections: Sequence[str], target: Path) -> list[Path]:
+        """Copies of the shard directories (flushed first, so the copy needs no replay of
+        the log), their schema files and the aliases to them, laid out as under `root`."""
+        with self._lock:
+            shards = {name: self._shard(name) for name in collections}
+            copied = target / "collections"
+            copied.mkdir(parents=True, exist_ok=True)
+            written: list[Path] = []
+            for name, shard in shards.items():
+                with _no_panic(f"a flush of {name}"):
+                    shard.flush()
+                self._flushed_at[name] = time.monotonic()
+                shutil.copytree(self._path(name), copied / name)
+                written.extend(p for p in (copied / name).rglob("*") if p.is_file())
+                schema = self._schema_file(name)
+                if schema.is_file():
+                    shutil.copy2(schema, copied / schema.name)
+                    written.append(copied / schema.name)
+            aliases = {a: c for a, c in self._aliases().items() if c in shards}
+            if aliases:
+                self._replace_file(target / self._aliases_file.name, json.dumps(aliases))
+                written.append(target / self._aliases_file.name)
+            return sorted(written)
+
+    def restore(self, source: Path) -> list[str]:
+        copied = source / "collections"
+        with self._lock:
+            restored: list[str] = []
+            for directory in sorted(copied.iterdir()) if copied.is_dir() else ():
+                if not directory.is_dir():
+                    continue
+                name = directory.name
+                self.drop_collection(name)  # closes its shard and forgets what was cached
+                shutil.copytree(directory, self._path(name))
+                schema = copied / f"{name}.schema"
+                if schema.is_file():
+                    shutil.copy2(schema, self._schema_file(name))
+                restored.append(name)
+            aliases_file = source / self._aliases_file.name
+            if aliases_file.is_file():
+                saved = json.loads(aliases_file.read_text(encoding="utf-8"))
+                aliases = {
+                    **self._aliases(),
+                    **{str(a): str(c) for a, c in saved.items() if self._path(str(c)).is_dir()},
+                }
+                self._replace_file(self._aliases_file, json.dumps(aliases))
+            return restored
 
     def close(self) -> None:
         with self._lock:

@@ -10,12 +10,17 @@ A backup is one directory (or the same directory as an uncompressed .tar when DE
     files/originals/...           the stored originals the database refers to (MEDIA_ROOT)
     index/qdrant-edge/...         embedded index: the live collections' shard directories,
                                   their schema files and aliases.json
-    index/qdrant-server/NAME.snapshot   Qdrant server: one snapshot per live collection
+    index/qdrant-server/NAME.snapshot   Qdrant server: one snapshot per live collection,
+                                  and aliases.json (the aliases to them)
     audit/checkpoints.jsonl       the signed audit checkpoints
     audit/audit-signing-key.pub   the public key that checks them (never the private key)
 
+The index is written and read back through its adapter's `snapshot` and `restore`
+(ingest/index/base.py), which decide what those files hold.
+
 Consistency. The embedded index is opened (its shards locked against every other process)
-before anything else is read, so nothing can write to it until the copy is done. The
+and its writes paused (`paused_writes`) before anything else is read, so nothing can write
+to it until the copy is done. The
 database is then dumped from one exported snapshot (PostgreSQL `pg_export_snapshot`, passed
 to pg_dump with --snapshot), and the list of originals to copy is read in that same
 snapshot: every file the dump refers to is in the backup, or the backup fails. Originals are
@@ -37,7 +42,7 @@ import subprocess
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -45,10 +50,30 @@ from pathlib import Path
 from typing import Any
 
 import django
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from django.conf import settings
+from django.core.management import call_command
 from django.db import connection, connections, transaction
 from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.recorder import MigrationRecorder
+
+from ingest.index import INDEX_SCHEMA_VERSION, IndexLocked, MissingCollection, SnapshotRefused
+from kb.audit.chain import canonical_json
+from kb.audit.checkpoints import (
+    CHECKPOINT_FILE,
+    PUBLIC_KEY_FILE,
+    CheckpointSignatureError,
+    checkpoint_dir,
+)
+from kb.audit.models import AuditRecord
+from kb.audit.verify import verify
+from kb.library.components import close_index, get_index
+from kb.library.encryption import HEADER_BYTES, file_key_id, keyring
+from kb.library.indexing import configured_model_differs, rebuild_index, verify_generation
+from kb.library.models import Chunk, Document, DocumentVersion, IndexGeneration
+from kb.library.rotation import PLAIN, encryption_status
 
 FORMAT = "kb-backup"
 FORMAT_VERSION = 1
@@ -162,117 +187,65 @@ class BackupResult:
     manifest: dict[str, Any]
 
 
-@contextmanager
-def _held_edge_index(say: Say) -> Iterator[tuple[Any, list[str]] | None]:
-    """Open every live embedded collection (which locks it against other processes) and
-    hold the index's own lock, so nothing writes to it until the copy is done. None when
-    another process (a running portal) holds the index."""
-    from ingest.index import IndexLocked, MissingCollection
-    from kb.library.components import get_index
-    from kb.library.models import IndexGeneration
-
-    index = get_index()
-    names = list(
+def _live_collections() -> list[str]:
+    return list(
         IndexGeneration.objects.filter(
             state__in=[IndexGeneration.State.ACTIVE, IndexGeneration.State.BUILDING]
         )
         .order_by("id")
         .values_list("collection_name", flat=True)
     )
-    opened: list[str] = []
-    try:
-        for name in names:
-            try:
-                index.count(name)  # opens the shard: its write-ahead log is locked from now on
-                opened.append(name)
-            except MissingCollection:
-                say(f"  index collection {name} is missing: not in the backup")
-    except IndexLocked as exc:
-        say(f"  WARNING: {exc}; the backup will hold no index and restore will rebuild it")
-        yield None
-        return
-    from ingest.index.qdrant_edge import QdrantEdgeIndex
-
-    assert isinstance(index, QdrantEdgeIndex)
-    with index._lock:  # no thread of this process writes either
-        yield index, opened
 
 
-def _backup_edge_index(work: Path, say: Say, held: tuple[Any, list[str]] | None) -> dict[str, Any]:
-    from ingest.index import INDEX_SCHEMA_VERSION
+@contextmanager
+def _held_index(say: Say) -> Iterator[list[str] | None]:
+    """Open every live collection and hold the index's writes still until the copy is done:
+    the live collections that exist. An embedded index's open collections are locked
+    against every other process too; None when another process (a running portal) holds
+    them, and then the backup holds no index."""
+    names = _live_collections()
+    with ExitStack() as stack:
+        held: list[str] | None
+        try:
+            held = stack.enter_context(get_index().paused_writes(names))
+        except IndexLocked as exc:
+            say(f"  WARNING: {exc}; the backup will hold no index and restore will rebuild it")
+            held = None
+        else:
+            for name in names:
+                if name not in held:
+                    say(f"  index collection {name} is missing: not in the backup")
+        yield held
 
+
+def _backup_index(work: Path, say: Say, held: list[str] | None) -> dict[str, Any]:
+    """A snapshot of the held collections: the embedded index's shard directories, or a
+    Qdrant server's collection snapshots (see the module docstring)."""
     if held is None:
         return {"kind": None, "note": "the index was held by another process: rebuild on restore"}
-    index, names = held
-    root = Path(settings.QDRANT_EDGE_PATH)
-    target = work / EDGE_INDEX
-    target.mkdir(parents=True)
-    collections: dict[str, Any] = {}
-    for name in names:
-        index._shards[name].flush()
-        shutil.copytree(root / "collections" / name, target / "collections" / name)
-        schema = root / "collections" / f"{name}.schema"
-        if schema.exists():
-            shutil.copy2(schema, target / "collections" / schema.name)
-        collections[name] = {
-            "points": index.count(name),
-            "schema_version": index.schema_version(name),
-        }
-    if (root / "aliases.json").exists():
-        shutil.copy2(root / "aliases.json", target / "aliases.json")
-    return {
-        "kind": "qdrant-edge",
-        "schema_version": INDEX_SCHEMA_VERSION,
-        "collections": collections,
-    }
-
-
-def _backup_server_index(work: Path, say: Say) -> dict[str, Any]:
-    """Qdrant server: a snapshot of each live collection through its snapshot API."""
-    import requests
-
-    from ingest.index import INDEX_SCHEMA_VERSION
-    from kb.library.components import get_index
-    from kb.library.models import IndexGeneration
-
+    embedded = not settings.QDRANT_URL
     index = get_index()
-    client = index.client  # type: ignore[attr-defined]  # the server adapter's own client, for its snapshot API
-    target = work / SERVER_INDEX
-    target.mkdir(parents=True)
-    headers = {"api-key": settings.QDRANT_API_KEY} if settings.QDRANT_API_KEY else {}
+    index.snapshot(held, work / (EDGE_INDEX if embedded else SERVER_INDEX))
     collections: dict[str, Any] = {}
-    for name in IndexGeneration.objects.filter(
-        state__in=[IndexGeneration.State.ACTIVE, IndexGeneration.State.BUILDING]
-    ).values_list("collection_name", flat=True):
-        snapshot = client.create_snapshot(collection_name=name, wait=True)
-        url = f"{str(settings.QDRANT_URL).rstrip('/')}/collections/{name}/snapshots/{snapshot.name}"
-        with requests.get(url, headers=headers, stream=True, timeout=600) as response:
-            response.raise_for_status()
-            with (target / f"{name}.snapshot").open("wb") as out:
-                for block in response.iter_content(_CHUNK):
-                    out.write(block)
-        client.delete_snapshot(collection_name=name, snapshot_name=snapshot.name, wait=True)
+    for name in held:
         collections[name] = {
             "points": index.count(name),
             "schema_version": index.schema_version(name),
         }
-        say(f"  snapshot of {name}: {collections[name]['points']} points")
+        if not embedded:
+            say(f"  snapshot of {name}: {collections[name]['points']} points")
     return {
-        "kind": "qdrant-server",
+        "kind": "qdrant-edge" if embedded else "qdrant-server",
         "schema_version": INDEX_SCHEMA_VERSION,
         "collections": collections,
     }
 
 
 def _chunk_key_ids() -> list[str]:
-    from kb.library.rotation import PLAIN, encryption_status
-
     return sorted(k for k in encryption_status(files=False).chunks if k != PLAIN)
 
 
 def _file_key_ids(root: Path) -> set[str]:
-    from kb.library.encryption import HEADER_BYTES, file_key_id
-
     found = set()
     for path in root.rglob("*") if root.is_dir() else ():
         if path.is_file():
@@ -285,8 +258,6 @@ def _file_key_ids(root: Path) -> set[str]:
 
 def _check_master_keys(manifest: dict[str, Any]) -> None:
     """Refuse, before anything is touched, a backup whose data no configured key can read."""
-    from kb.library.encryption import keyring
-
     needed = set(manifest.get("encryption", {}).get("key_ids", []))
     missing = sorted(needed - set(keyring().by_id))
     if missing:
@@ -300,8 +271,6 @@ def _check_master_keys(manifest: dict[str, Any]) -> None:
 def _dump_database(work: Path, say: Say) -> tuple[list[str], dict[str, Any]]:
     """Dump the database and, from the very same snapshot, read what else the backup needs:
     the stored files the dump refers to, the migrations, generations and counts."""
-    from kb.audit.models import AuditRecord
-    from kb.library.models import Chunk, Document, DocumentVersion, IndexGeneration
 
     def facts() -> tuple[list[str], dict[str, Any]]:
         names = sorted(
@@ -390,8 +359,6 @@ def _backup_files(work: Path, names: list[str], say: Say) -> None:
 
 
 def _backup_audit(work: Path) -> dict[str, Any]:
-    from kb.audit.checkpoints import CHECKPOINT_FILE, PUBLIC_KEY_FILE, checkpoint_dir
-
     source = checkpoint_dir()
     info: dict[str, Any] = {"checkpoints": 0, "public_key": None}
     for name in (CHECKPOINT_FILE, PUBLIC_KEY_FILE):
@@ -427,19 +394,14 @@ def backup(dest: Path, say: Say = _quiet) -> BackupResult:
     work.mkdir(parents=True, exist_ok=True)
     created_at = datetime.now(UTC).isoformat()
     try:
-        embedded = not settings.QDRANT_URL
-        held_context = _held_edge_index(say) if embedded else _no_hold()
-        with held_context as held:
+        with _held_index(say) as held:
             names, info = _dump_database(work, say)
             say(f"Copying {len(names)} stored files from {settings.MEDIA_ROOT}...")
             _backup_files(work, names, say)
             say("Copying the audit checkpoints and their public key...")
             audit = _backup_audit(work)
             say("Copying the vector index...")
-            if embedded:
-                index_info = _backup_edge_index(work, say, held)
-            else:
-                index_info = _backup_server_index(work, say)
+            index_info = _backup_index(work, say, held)
         index_info["generations"] = info.pop("generations")
         inventory = _inventory(work)
         manifest: dict[str, Any] = {
@@ -476,11 +438,6 @@ def backup(dest: Path, say: Say = _quiet) -> BackupResult:
             shutil.rmtree(work, ignore_errors=True)
         raise
     return BackupResult(path=dest, manifest=manifest)
-
-
-@contextmanager
-def _no_hold() -> Iterator[None]:
-    yield None
 
 
 # --- restore -------------------------------------------------------------------------------
@@ -562,9 +519,6 @@ def check_backup(root: Path, manifest: dict[str, Any], say: Say = _quiet) -> Non
 
 def _target_contents() -> tuple[int, int]:
     """(documents, audit records) in the target database; zero for an empty database."""
-    from kb.audit.models import AuditRecord
-    from kb.library.models import Document
-
     tables = set(connection.introspection.table_names())
     counts = []
     for model in (Document, AuditRecord):
@@ -632,8 +586,6 @@ def _restore_database(root: Path, manifest: dict[str, Any], say: Say) -> None:
             f"{unknown[0][0]}.{unknown[0][1]}): restore with the release that made it"
         )
     if set(known) - restored:
-        from django.core.management import call_command
-
         say("The backup's schema is older than this release: migrating...")
         call_command("migrate", interactive=False, verbosity=0)
 
@@ -652,8 +604,6 @@ def _restore_files(root: Path, say: Say) -> int:
 
 
 def _restore_audit(root: Path, say: Say) -> None:
-    from kb.audit.checkpoints import checkpoint_dir
-
     source = root / AUDIT
     target = checkpoint_dir()
     _move_aside(target, say)
@@ -667,18 +617,6 @@ def _restore_audit(root: Path, say: Say) -> None:
 def restored_checkpoints() -> list[dict[str, Any]]:
     """The checkpoints in AUDIT_CHECKPOINT_DIR, each signature checked with the public key
     beside them (the private key is not part of a backup, so it may not be here yet)."""
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
-    from kb.audit.chain import canonical_json
-    from kb.audit.checkpoints import (
-        CHECKPOINT_FILE,
-        PUBLIC_KEY_FILE,
-        CheckpointSignatureError,
-        checkpoint_dir,
-    )
-
     path = checkpoint_dir() / CHECKPOINT_FILE
     if not path.exists():
         return []
@@ -707,11 +645,6 @@ def restored_checkpoints() -> list[dict[str, Any]]:
 
 
 def _signing_key_warning() -> str | None:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    from kb.audit.checkpoints import PUBLIC_KEY_FILE, checkpoint_dir
-
     public = checkpoint_dir() / PUBLIC_KEY_FILE
     key_file = Path(settings.AUDIT_SIGNING_KEY_FILE)
     if not public.exists():
@@ -737,10 +670,6 @@ def _signing_key_warning() -> str | None:
 def _snapshot_fits(say: Say) -> bool:
     """Whether the restored index can serve: the configured model and layout, and exactly
     the database's points."""
-    from ingest.index import MissingCollection
-    from kb.library.indexing import configured_model_differs, verify_generation
-    from kb.library.models import IndexGeneration
-
     active = IndexGeneration.objects.filter(state=IndexGeneration.State.ACTIVE).first()
     if active is None:
         say("  the backup has no active index generation")
@@ -760,10 +689,6 @@ def _snapshot_fits(say: Say) -> bool:
 
 
 def _restore_index(root: Path, manifest: dict[str, Any], say: Say) -> str:
-    from kb.library.components import close_index, get_index
-    from kb.library.indexing import rebuild_index
-    from kb.library.models import IndexGeneration
-
     kind = manifest.get("index", {}).get("kind")
     used = False
     if not settings.QDRANT_URL:
@@ -772,10 +697,10 @@ def _restore_index(root: Path, manifest: dict[str, Any], say: Say) -> str:
         _move_aside(path, say)
         if kind == "qdrant-edge":
             say(f"Restoring the embedded index snapshot into {path}...")
-            shutil.copytree(root / EDGE_INDEX, path, dirs_exist_ok=True)
+            get_index().restore(root / EDGE_INDEX)
             used = True
     elif kind == "qdrant-server":
-        used = _upload_server_snapshots(root, manifest, say)
+        used = _upload_server_snapshots(root, say)
     if used and _snapshot_fits(say):
         active = IndexGeneration.objects.get(state=IndexGeneration.State.ACTIVE)
         get_index().set_alias(settings.QDRANT_COLLECTION, active.collection_name)
@@ -786,36 +711,20 @@ def _restore_index(root: Path, manifest: dict[str, Any], say: Say) -> str:
     return "rebuilt"
 
 
-def _upload_server_snapshots(root: Path, manifest: dict[str, Any], say: Say) -> bool:
-    import requests
-
-    headers = {"api-key": settings.QDRANT_API_KEY} if settings.QDRANT_API_KEY else {}
-    base = str(settings.QDRANT_URL).rstrip("/")
-    for snapshot in sorted((root / SERVER_INDEX).glob("*.snapshot")):
-        name = snapshot.name.removesuffix(".snapshot")
-        say(f"Uploading the snapshot of {name} to the Qdrant server...")
-        with snapshot.open("rb") as handle:
-            response = requests.post(
-                f"{base}/collections/{name}/snapshots/upload",
-                params={"priority": "snapshot", "wait": "true"},
-                headers=headers,
-                files={"snapshot": (snapshot.name, handle)},
-                timeout=3600,
-            )
-        if response.status_code >= 300:
-            say(f"  the server refused the snapshot ({response.status_code}): rebuilding instead")
-            return False
+def _upload_server_snapshots(root: Path, say: Say) -> bool:
+    say("Uploading the index snapshots to the Qdrant server...")
+    try:
+        restored = get_index().restore(root / SERVER_INDEX)
+    except SnapshotRefused as exc:
+        say(f"  {exc}: rebuilding instead")
+        return False
+    say(f"  restored {', '.join(restored) or 'no collections'}")
     return True
 
 
 def check_index() -> tuple[int, int, bool]:
     """(points in the served collection, passages of current versions, whether they agree
     version by version): what `manage.py reindex --check` compares."""
-    from ingest.index import MissingCollection
-    from kb.library.components import get_index
-    from kb.library.indexing import verify_generation
-    from kb.library.models import DocumentVersion, IndexGeneration
-
     live = sum(
         DocumentVersion.objects.filter(index_state=DocumentVersion.IndexState.LIVE).values_list(
             "chunk_count", flat=True
@@ -833,10 +742,6 @@ def check_index() -> tuple[int, int, bool]:
 
 
 def restore(source: Path, *, force: bool = False, say: Say = _quiet) -> RestoreResult:
-    from kb.audit.checkpoints import CheckpointSignatureError
-    from kb.audit.verify import verify
-    from kb.library.components import close_index
-
     with _opened(source) as root:
         manifest = read_manifest(root)
         say(

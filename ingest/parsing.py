@@ -24,6 +24,7 @@ from typing import Any
 from ingest.errors import EncryptedFile, NoTextFound, ParseError, TooLarge, UnsafeFile
 from ingest.formats import SUPPORTED, Container, FileKind, check_content, kind_for
 from ingest.safety import ArchiveLimits, check_before_parse
+from ingest.sentences import split_sentences
 
 # Element categories that carry no content worth retrieving.
 _SKIPPED_CATEGORIES = {"PageBreak", "PageNumber"}
@@ -150,8 +151,6 @@ _WORD = re.compile(r"\w+(?:['’-]\w+)*|[^\w\s]")
 
 
 def _fast_sentences(text: str) -> list[str]:
-    from ingest.chunking import split_sentences
-
     return split_sentences(text)
 
 

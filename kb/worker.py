@@ -18,7 +18,11 @@ from celery.worker import WorkController
 from django.conf import settings
 from django.db import close_old_connections
 
+from kb.api.tasks import deliver_webhooks_task
+from kb.audit.tasks import checkpoint, ship
 from kb.celery import app
+from kb.library.ingestion import recover_ingestion
+from kb.library.tasks import on_worker_start
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +83,6 @@ class EmbeddedWorker:
                 logger.exception("could not create the embedded Celery worker; trying again")
 
     def start(self, timeout: float = 60.0) -> EmbeddedWorker:
-        from kb.library.tasks import on_worker_start
 
         on_worker_start(self.hostname)
         self.thread.start()
@@ -90,9 +93,6 @@ class EmbeddedWorker:
         return self
 
     def _recover_periodically(self) -> None:
-        from kb.api.tasks import deliver_webhooks_task
-        from kb.audit.tasks import checkpoint, ship
-        from kb.library.ingestion import recover_ingestion
 
         # The same periodic work beat schedules in production: the ingestion sweep, the
         # signed audit checkpoint, SIEM forwarding and webhook retries (each a no-op when

@@ -7,7 +7,7 @@ from celery import shared_task
 from kb.api import webhooks
 
 
-@shared_task(name="api.deliver_webhooks", ignore_result=True)
+@shared_task(name=webhooks.DELIVER_TASK, ignore_result=True)
 def deliver_webhooks_task() -> int:
     """Send every webhook delivery that is due. Queued when deliveries are written, and run
     periodically (beat; the embedded worker's timer) for retries and anything a lost message

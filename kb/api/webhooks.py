@@ -44,6 +44,7 @@ from django.utils import timezone
 from kb.accounts.access import readable_collection_ids
 from kb.api.models import Webhook, WebhookDelivery
 from kb.audit.trail import record
+from kb.celery import queue_task
 from kb.library.models import DocumentVersion
 from kb.ops import offline
 
@@ -162,13 +163,15 @@ def enqueue_document_event(version_id: int) -> int:
     return len(deliveries)
 
 
+DELIVER_TASK = "api.deliver_webhooks"
+
+
 def dispatch() -> None:
     """Ask a worker to send what is due now. If the broker is down, the periodic sweep
     (beat, or the embedded worker's timer) sends the deliveries later."""
-    from kb.api.tasks import deliver_webhooks_task
-
     try:
-        deliver_webhooks_task.delay()
+        # By name: the task module (kb/api/tasks.py) imports this one to run the delivery.
+        queue_task(DELIVER_TASK)
     except Exception:
         logger.warning("could not queue webhook delivery; the periodic sweep will send it")
 

@@ -13,8 +13,10 @@ from django.db import models
 from django.db.models.signals import m2m_changed, post_delete, post_save, pre_save
 from django.http import HttpRequest
 
+from kb.accounts.models import Department, DirectoryGroupMapping, Membership
 from kb.audit.models import AuditRecord
 from kb.audit.trail import record
+from kb.library.models import Collection
 
 # model -> (action prefix, the fields whose changes are recorded, how to find its department)
 _CHANGE_ACTIONS = {
@@ -25,8 +27,6 @@ _CHANGE_ACTIONS = {
 
 
 def _tracked() -> dict[type[models.Model], tuple[str, tuple[str, ...], str | None]]:
-    from kb.accounts.models import Department, DirectoryGroupMapping, Membership
-    from kb.library.models import Collection
 
     user_model = get_user_model()
     return {
@@ -174,7 +174,6 @@ def connect() -> None:
         pre_save.connect(_remember_old, sender=model, dispatch_uid=f"audit-pre-{model.__name__}")
         post_save.connect(_saved, sender=model, dispatch_uid=f"audit-save-{model.__name__}")
         post_delete.connect(_deleted, sender=model, dispatch_uid=f"audit-del-{model.__name__}")
-    from kb.library.models import Collection
 
     m2m_changed.connect(
         _sharing_changed, sender=Collection.shared_with.through, dispatch_uid="audit-sharing"

@@ -7,13 +7,14 @@ import logging
 from celery import shared_task
 
 from kb.audit import context
+from kb.audit.checkpoints import write_checkpoint
+from kb.audit.shipping import ship_pending
 
 logger = logging.getLogger("kb.audit")
 
 
 @shared_task(name="audit.checkpoint", ignore_result=True)
 def checkpoint() -> None:
-    from kb.audit.checkpoints import write_checkpoint
 
     with context.acting(context.ActorContext(via="worker")):
         written = write_checkpoint()
@@ -23,7 +24,6 @@ def checkpoint() -> None:
 
 @shared_task(name="audit.ship", ignore_result=True)
 def ship() -> None:
-    from kb.audit.shipping import ship_pending
 
     shipped = ship_pending()
     if shipped:

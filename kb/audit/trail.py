@@ -17,6 +17,7 @@ from django.db import models, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_noop
 
+from kb.accounts.models import Department, Membership
 from kb.audit import context
 from kb.audit.chain import canonical_json, record_hash
 from kb.audit.checkpoints import anchor_after_commit
@@ -86,7 +87,6 @@ ACTIONS = {
 
 
 def _department_of(actor: Any, department: Any) -> tuple[int | None, str]:
-    from kb.accounts.models import Department, Membership
 
     if isinstance(department, Department):
         return department.pk, department.name

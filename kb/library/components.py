@@ -47,6 +47,7 @@ def get_index() -> VectorIndex:
     with _lock:
         if _index is None:
             if settings.QDRANT_URL:
+                # deferred: only the configured backend's client library is loaded
                 from ingest.index.qdrant_server import ClusterLayout, QdrantServerIndex
 
                 layout = ClusterLayout(
@@ -58,6 +59,7 @@ def get_index() -> VectorIndex:
                     settings.QDRANT_URL, settings.QDRANT_API_KEY, layout=layout
                 )
             else:
+                # deferred: only the configured backend's client library is loaded
                 from ingest.index.qdrant_edge import QdrantEdgeIndex
 
                 _index = QdrantEdgeIndex(settings.QDRANT_EDGE_PATH)

@@ -40,6 +40,7 @@ from kb.library.indexing import (
     write_version,
 )
 from kb.library.models import Chunk, Document, DocumentVersion, IndexGeneration
+from kb.library.queue import queue_purge
 from kb.library.services import default_title, enqueue_version
 
 logger = logging.getLogger(__name__)
@@ -343,10 +344,8 @@ def schedule_purge(version_id: int) -> None:
     way to the index; keeping the old points a little longer means it still finds the
     document. The recovery sweep purges anything this message misses.
     """
-    from kb.library.tasks import purge_version_task
-
     try:
-        purge_version_task.apply_async((version_id,), countdown=settings.KB_PURGE_GRACE_SECONDS)
+        queue_purge(version_id, countdown=settings.KB_PURGE_GRACE_SECONDS)
     except Exception:
         logger.exception("could not schedule the purge of version %s", version_id)
 

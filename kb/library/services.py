@@ -31,6 +31,7 @@ from kb.audit.trail import record
 from kb.library.components import archive_limits
 from kb.library.indexing import remove_version_points
 from kb.library.models import Collection, Document, DocumentVersion
+from kb.library.queue import queue_ingestion
 
 logger = logging.getLogger(__name__)
 
@@ -105,10 +106,8 @@ def default_title(path: str) -> str:
 def enqueue_version(version_id: int) -> None:
     """Hand a version to the workers. If the broker is down the upload still stands: the
     recovery sweep sends every version that has no `enqueued_at` once the broker is back."""
-    from kb.library.tasks import ingest_version_task
-
     try:
-        ingest_version_task.delay(version_id)
+        queue_ingestion(version_id)
     except Exception:
         logger.exception("could not queue version %s; the recovery sweep will retry", version_id)
         return

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from ingest.parsing import ocr_unavailable_reason
-from kb.library import indexing, ingestion
+from kb.library import indexing, ingestion, queue
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ PROCESS_STARTED = timezone.now()
 
 @shared_task(
     bind=True,
-    name="library.ingest_version",
+    name=queue.INGEST_VERSION,
     acks_late=True,
     autoretry_for=(ingestion.TransientIngestError,),
     retry_backoff=5,
@@ -38,17 +38,17 @@ def ingest_version_task(self: Any, version_id: int) -> str:
     return ingestion.ingest_version(version_id, ingestion.worker_name(self.request.hostname))
 
 
-@shared_task(name="library.purge_version", acks_late=True)
+@shared_task(name=queue.PURGE_VERSION, acks_late=True)
 def purge_version_task(version_id: int) -> bool:
     return ingestion.purge_version(version_id)
 
 
-@shared_task(name="library.recover_ingestion")
+@shared_task(name=queue.RECOVER_INGESTION)
 def recover_ingestion_task() -> dict[str, int]:
     return ingestion.recover_ingestion()
 
 
-@shared_task(name="library.rebuild_index", acks_late=True)
+@shared_task(name=queue.REBUILD_INDEX, acks_late=True)
 def rebuild_index_task(model_name: str | None = None) -> str:
     return indexing.rebuild_index(model_name).collection_name
 

@@ -19,6 +19,7 @@ def usable_model_endpoint_urls() -> list[str]:
     operator allows them (LLM_EXTERNAL_ALLOWED, kb/routing/policy.py)."""
     from django.conf import settings
 
+    # deferred: an apps module is imported before the models exist
     from kb.routing.models import ModelEndpoint
 
     rows = ModelEndpoint.objects.filter(enabled=True)

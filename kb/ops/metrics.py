@@ -39,6 +39,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from kb.audit.context import client_ip, current
+from kb.library.models import DocumentVersion
 
 
 class AnsweredQuestion(Protocol):
@@ -115,7 +116,6 @@ class IngestionCollector(Collector):
         yield GaugeMetricFamily("kb_ingestion_failures", "", labels=["error_code"])
 
     def collect(self) -> Iterator[Metric]:
-        from kb.library.models import DocumentVersion
 
         try:
             by_status = dict(

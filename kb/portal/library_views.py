@@ -10,7 +10,7 @@ from django.db.models import Count, Prefetch
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from kb.accounts.access import can_download, can_upload_to, readable_collections, reader_for
@@ -24,16 +24,13 @@ from kb.audit.trail import denied
 from kb.library.attachments import attachment
 from kb.library.models import Document, DocumentVersion
 from kb.library.services import (
-    BatchResult,
-    UploadRejected,
     collection_backlog,
     delete_document,
     retry_version,
-    upload_any,
 )
-from kb.library.upload_names import refuse_overlong_names
 from kb.portal.forms import UploadForm
 from kb.portal.http import refusals_as_responses, wants_json
+from kb.portal.uploads import batch_json, receive_uploads, report_batch
 
 
 @login_required
@@ -45,52 +42,6 @@ def collection_list(request: HttpRequest) -> HttpResponse:
         .annotate(document_count=Count("documents"))
     )
     return render(request, "portal/collections.html", {"collections": collections})
-
-
-def _report_batch(request: HttpRequest, batch: BatchResult) -> None:
-    created = batch.count("created") + batch.count("new_version") + batch.count("retried")
-    if created:
-        messages.success(
-            request,
-            ngettext(
-                "%(count)d file uploaded and queued for indexing.",
-                "%(count)d files uploaded and queued for indexing.",
-                created,
-            )
-            % {"count": created},
-        )
-    replaced = batch.count("new_version")
-    if replaced:
-        messages.info(
-            request,
-            ngettext(
-                "%(count)d of them replaces an older version.",
-                "%(count)d of them replace an older version.",
-                replaced,
-            )
-            % {"count": replaced},
-        )
-    for result in batch.results:
-        if result.outcome == "duplicate":
-            messages.info(
-                request,
-                gettext("%(name)s is already in this collection.")
-                % {"name": result.version.original_name},
-            )
-    # Why a file was refused stays as the upload service words it (a technical reason, in
-    # English, like the ingestion errors on the collection page).
-    for path, reason in batch.refused:
-        messages.error(request, f"{path}: {reason}")
-
-
-def _batch_json(batch: BatchResult) -> dict[str, object]:
-    return {
-        "uploaded": [
-            {"name": r.version.original_name, "outcome": r.outcome, "document": r.document.pk}
-            for r in batch.results
-        ],
-        "refused": [{"name": name, "reason": reason} for name, reason in batch.refused],
-    }
 
 
 def _latest_versions() -> Prefetch[str]:
@@ -115,32 +66,12 @@ def collection_detail(request: HttpRequest, collection_id: int) -> HttpResponse:
             return HttpResponse(gettext("Only curators of this department may upload."), status=403)
         form = UploadForm(request.POST, request.FILES)
         if form.is_valid():
-            batch = BatchResult()
-            try:
-                refuse_overlong_names(request, collection)
-                uploads = request.FILES.getlist("file")
-            except UploadRejected as exc:
-                batch.refused.append((gettext("upload"), str(exc)))
-                status, uploads = exc.status, []
-            for uploaded in uploads:
-                try:
-                    batch.extend(
-                        upload_any(
-                            collection=collection,
-                            name=uploaded.name or "upload",
-                            stream=uploaded,
-                            size=uploaded.size or 0,
-                            uploaded_by_id=request.user.pk,
-                        )
-                    )
-                except UploadRejected as exc:
-                    batch.refused.append((uploaded.name or "upload", str(exc)))
-                    status = exc.status
+            batch, status = receive_uploads(request, collection)
             if wants_json(request):
                 # The page's drag-and-drop uploader sends one file per request and shows
                 # each file's outcome beside its progress bar.
-                return JsonResponse(_batch_json(batch), status=status)
-            _report_batch(request, batch)
+                return JsonResponse(batch_json(batch), status=status)
+            report_batch(request, batch)
             if status == 200:
                 return redirect("portal:collection", collection_id=collection.pk)
         else:

@@ -19,7 +19,18 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from kb.audit import context
+from kb.audit.checkpoints import (
+    CheckpointSignatureError,
+    checkpoint_dir,
+    read_checkpoints,
+    write_checkpoint,
+)
 from kb.audit.models import AuditRecord
+from kb.audit.purge import due_for_purge, purge
+from kb.audit.shipping import ship_pending
+from kb.audit.siem import to_cef, to_json_line, to_syslog
+from kb.audit.trail import record
+from kb.audit.verify import verify
 
 
 def _date(value: str) -> datetime:
@@ -53,9 +64,6 @@ class Command(BaseCommand):
             getattr(self, f"_{options['subcommand']}")(options)
 
     def _verify(self, options: dict[str, Any]) -> None:
-        from kb.audit.checkpoints import CheckpointSignatureError, read_checkpoints
-        from kb.audit.trail import record
-        from kb.audit.verify import verify
 
         try:
             checkpoints = read_checkpoints()
@@ -75,7 +83,6 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(report.summary()))
 
     def _checkpoint(self, options: dict[str, Any]) -> None:
-        from kb.audit.checkpoints import checkpoint_dir, write_checkpoint
 
         written = write_checkpoint()
         if written is None:
@@ -85,9 +92,6 @@ class Command(BaseCommand):
 
     def _export(self, options: dict[str, Any]) -> None:
         import socket
-
-        from kb.audit.siem import to_cef, to_json_line, to_syslog
-        from kb.audit.trail import record
 
         records = AuditRecord.objects.filter(seq__gt=options["after_seq"]).order_by("seq")
         if options["since"]:
@@ -133,14 +137,11 @@ class Command(BaseCommand):
     def _ship(self, options: dict[str, Any]) -> None:
         from django.conf import settings
 
-        from kb.audit.shipping import ship_pending
-
         if not settings.AUDIT_SYSLOG_HOST:
             raise CommandError("AUDIT_SYSLOG_HOST is not set: there is no receiver to ship to")
         self.stdout.write(f"Shipped {ship_pending()} records.")
 
     def _purge(self, options: dict[str, Any]) -> None:
-        from kb.audit.purge import due_for_purge, purge
 
         plan = due_for_purge()
         if not plan.seqs:

@@ -23,6 +23,7 @@ from ingest.index import IndexLocked
 from kb.accounts.models import Department
 from kb.library.models import Collection, DocumentVersion
 from kb.library.services import BatchResult, files_under, upload_any, upload_folder
+from kb.worker import EmbeddedWorker
 
 Status = DocumentVersion.Status
 
@@ -131,7 +132,6 @@ class Command(BaseCommand):
         if not settings.KB_EMBEDDED_WORKER:
             self.stdout.write("Waiting for the Celery workers.")
             return None
-        from kb.worker import EmbeddedWorker
 
         try:
             return EmbeddedWorker().start()

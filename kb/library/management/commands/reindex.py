@@ -19,6 +19,7 @@ from ingest.index import IndexLocked, MissingCollection
 from kb.library.components import get_index
 from kb.library.indexing import active_generation, rebuild_index, verify_generation
 from kb.library.models import DocumentVersion
+from kb.library.tasks import rebuild_index_task
 
 
 class Command(BaseCommand):
@@ -36,8 +37,6 @@ class Command(BaseCommand):
         except IndexLocked:
             if options["check"]:
                 raise CommandError("the running portal holds the index; stop it to check") from None
-            from kb.library.tasks import rebuild_index_task
-
             rebuild_index_task.delay()
             self.stdout.write("The running portal holds the index: its worker will rebuild it.")
 

@@ -1,16 +1,15 @@
 """The one module that talks to a language model.
 
-Two backends with one interface: an OpenAI-compatible HTTP server (vLLM serving DeepSeek in
-production; llama.cpp's server in tests) and llama.cpp in-process for the embedded default.
+Every model is an OpenAI-compatible HTTP server: vLLM serving DeepSeek in production, an
+endpoint of the routing policy, or llama.cpp's server for a local GGUF file, which the
+embedded default runs as a supervised child process (inference/llama_server.py).
 """
 
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 from inference.answering import ReasoningStream, split_reasoning
@@ -210,76 +209,3 @@ class OpenAICompatibleLLM:
             raise LLMUnavailable(f"language model server unreachable or cut off: {exc}") from exc
         except openai.APIStatusError as exc:
             raise LLMUnavailable(f"language model server answered {exc.status_code}") from exc
-
-
-class LlamaCppLLM:
-    def __init__(self, gguf_path: Path, context_tokens: int = 4096, max_tokens: int = 512) -> None:
-        self.gguf_path = gguf_path
-        self.context_tokens = context_tokens
-        self.max_tokens = max_tokens
-        self._llama: Any = None
-        # llama.cpp contexts are not thread-safe; web threads take turns.
-        self._lock = threading.Lock()
-
-    @property
-    def model_id(self) -> str:
-        return f"llama.cpp:{self.gguf_path.name}"
-
-    def _loaded(self) -> Any:
-        if self._llama is None:
-            try:
-                from llama_cpp import Llama
-            except ImportError as exc:
-                raise LLMUnavailable(
-                    "LLM_GGUF_PATH is set but llama-cpp-python is not installed "
-                    "(make install-llamacpp)"
-                ) from exc
-            if not self.gguf_path.is_file():
-                raise LLMUnavailable(f"GGUF model file not found: {self.gguf_path}")
-            self._llama = Llama(
-                model_path=str(self.gguf_path), n_ctx=self.context_tokens, verbose=False
-            )
-        return self._llama
-
-    def complete(self, messages: list[dict[str, str]]) -> Completion:
-        with self._lock:
-            response = self._loaded().create_chat_completion(
-                messages=messages, max_tokens=self.max_tokens, temperature=0.1
-            )
-        message = response["choices"][0]["message"]
-        usage = response.get("usage", {})
-        return Completion(
-            *split_reasoning(message.get("content") or ""),
-            model=self.model_id,
-            prompt_tokens=int(usage.get("prompt_tokens", 0)),
-            completion_tokens=int(usage.get("completion_tokens", 0)),
-        )
-
-    def stream(self, messages: list[dict[str, str]]) -> Iterator[Delta | Completion]:
-        # The lock is held until the stream is consumed or closed: one generation at a time.
-        with self._lock:
-            llama = self._loaded()
-            generated = 0
-
-            def pieces() -> Iterator[tuple[str, str]]:
-                nonlocal generated
-                for chunk in llama.create_chat_completion(
-                    messages=messages, max_tokens=self.max_tokens, temperature=0.1, stream=True
-                ):
-                    text = chunk["choices"][0]["delta"].get("content")
-                    if text:
-                        generated += 1
-                        yield "answer", text
-
-            def finish(answer: str, reasoning: str) -> Completion:
-                return Completion(
-                    answer=answer,
-                    reasoning=reasoning,
-                    model=self.model_id,
-                    # The context holds the prompt and what was generated.
-                    prompt_tokens=max(int(llama.n_tokens) - generated, 0),
-                    completion_tokens=generated,
-                )
-
-            starts_in_reasoning = thinks_before_answering(self.gguf_path.name)
-            yield from _split_stream(pieces(), starts_in_reasoning, finish)

@@ -56,7 +56,8 @@ def check_embedding_model_setting(value: str) -> None:
 
 
 def check_gguf_setting(value: str | None) -> None:
-    """LLM_GGUF_PATH: a GGUF file that exists, and llama.cpp installed to serve it."""
+    """LLM_GGUF_PATH: a GGUF file that exists, and llama.cpp's OpenAI-compatible server
+    installed to serve it (inference/llama_server.py runs it with this interpreter)."""
     if value is None:
         return
     path = Path(value).expanduser()
@@ -66,4 +67,18 @@ def check_gguf_setting(value: str | None) -> None:
             "models import` brings one onto an air-gapped machine), or unset it for "
             "extractive answers"
         )
-    require_extra("LLM_GGUF_PATH", ("llama_cpp",), "llamacpp", "make install-llamacpp")
+    require_extra(
+        "LLM_GGUF_PATH",
+        # llama-cpp-python and what its `server` extra adds. Top-level names only: finding
+        # `llama_cpp.server` would import llama_cpp, loading the native library at start-up.
+        (
+            "llama_cpp",
+            "uvicorn",
+            "fastapi",
+            "sse_starlette",
+            "starlette_context",
+            "pydantic_settings",
+        ),
+        "llamacpp",
+        "make install-llamacpp",
+    )

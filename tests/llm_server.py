@@ -1,11 +1,11 @@
-"""Start llama.cpp's OpenAI-compatible server on the tiny Gemma GGUF shipped through pip."""
+"""Start llama.cpp's OpenAI-compatible server on the tiny Gemma GGUF shipped through pip: the
+stand-in for vLLM, unsupervised (tests kill it and expect it to stay down)."""
 
 from __future__ import annotations
 
 import os
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+
+from inference.llama_server import llama_server_command
 
 
 def free_port() -> int:
@@ -42,22 +44,8 @@ def llama_cpp_server(
     port = free_port()
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "llama_cpp.server",
-                "--model",
-                str(model),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--n_ctx",
-                "4096",
-                "--model_alias",
-                "gemma-3-270m",
-                *extra_args,
-            ],
+            # The product's own command line for the server (inference/llama_server.py).
+            llama_server_command(model, port, "gemma-3-270m", 4096, extra_args),
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**os.environ, "HF_HUB_OFFLINE": "1"},

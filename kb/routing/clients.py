@@ -15,7 +15,12 @@ from pathlib import Path
 from django.conf import settings
 from django.utils.translation import gettext
 
-from inference.llm import ChatModel, LlamaCppLLM, OpenAICompatibleLLM
+from inference.llama_server import (
+    LlamaServerSupervisor,
+    SupervisedChatModel,
+    default_model_alias,
+)
+from inference.llm import ChatModel, OpenAICompatibleLLM
 from ingest.embedding import model_fingerprint
 
 _clients: dict[tuple[str, str, str, float, int], OpenAICompatibleLLM] = {}
@@ -41,17 +46,53 @@ def chat_client(base_url: str, model: str, api_key: str) -> OpenAICompatibleLLM:
         return client
 
 
+_local_server: LlamaServerSupervisor | None = None
+_local_server_lock = threading.Lock()
+
+
+def local_model_server(start: bool = True) -> LlamaServerSupervisor | None:
+    """The process's one llama.cpp server for LLM_GGUF_PATH, a supervised child process
+    started on first use (`manage.py serve` starts it before the first question). None when
+    no local GGUF is configured, or when it is not running and `start` is False (probes
+    report on it without starting a model)."""
+    global _local_server
+    gguf_setting = settings.LLM_GGUF_PATH
+    if not gguf_setting or settings.LLM_BASE_URL:
+        return None
+    gguf = Path(gguf_setting)
+    with _local_server_lock:
+        if _local_server is not None and _local_server.gguf_path != gguf:
+            _local_server.stop()  # the setting changed (tests do): serve the file named now
+            _local_server = None
+        if _local_server is None and start:
+            _local_server = LlamaServerSupervisor(
+                gguf,
+                Path(settings.DATA_DIR) / "llama-server.log",
+                context_tokens=settings.LLM_CONTEXT_TOKENS,
+            ).start()
+        return _local_server
+
+
+def stop_local_model_server() -> None:
+    """Stop the local server (the end of `serve`, tests); a later question starts a new one."""
+    global _local_server
+    with _local_server_lock:
+        server, _local_server = _local_server, None
+    get_chat_model.cache_clear()  # it holds the stopped server
+    if server is not None:
+        server.stop()
+
+
 @lru_cache(maxsize=1)
 def get_chat_model() -> ChatModel | None:
-    """The configured model: a server if LLM_BASE_URL is set, else a local GGUF, else none."""
+    """The configured model: the server at LLM_BASE_URL, else the supervised llama.cpp server
+    for LLM_GGUF_PATH (through the same client), else none."""
     if settings.LLM_BASE_URL:
         return chat_client(settings.LLM_BASE_URL, settings.LLM_MODEL, settings.LLM_API_KEY)
-    if settings.LLM_GGUF_PATH:
-        return LlamaCppLLM(
-            Path(settings.LLM_GGUF_PATH),
-            context_tokens=settings.LLM_CONTEXT_TOKENS,
-            max_tokens=settings.LLM_MAX_TOKENS,
-        )
+    server = local_model_server()
+    if server is not None:
+        alias = server.model_alias
+        return SupervisedChatModel(server, lambda url: chat_client(url, alias, "not-needed"))
     return None
 
 
@@ -69,20 +110,34 @@ def chat_model_version() -> str:
 
 
 def describe_chat_model() -> dict[str, str]:
-    """What answers questions, as admins see it on the models page."""
+    """What answers questions, as admins see it on the models page; for the local server also
+    its state ("ready", "restarting after it stopped (signal 11 (SIGSEGV))") and the last
+    lines of its log. Looking does not start a model."""
+    state, log_tail, model_id = "", "", ""
     if settings.LLM_BASE_URL:
         backend = gettext("OpenAI-compatible server (vLLM)")
         name, where = settings.LLM_MODEL, settings.LLM_BASE_URL
+        model = get_chat_model()
+        model_id = model.model_id if model else ""
     elif settings.LLM_GGUF_PATH:
-        backend = gettext("llama.cpp in-process")
-        name, where = Path(settings.LLM_GGUF_PATH).name, ""
+        backend = gettext("llama.cpp server (supervised child process)")
+        gguf = Path(settings.LLM_GGUF_PATH)
+        name, model_id = gguf.name, default_model_alias(gguf)
+        server = local_model_server(start=False)
+        if server is None:
+            where = state = gettext("not started yet (starts with the first question)")
+        else:
+            current = server.state()
+            state, log_tail = current.summary(), server.log_tail()
+            where = f"{current.base_url} ({state})"
     else:
         backend, name, where = gettext("none: answers are the most relevant passages"), "", ""
-    model = get_chat_model()
     return {
         "backend": backend,
         "name": name,
         "where": where,
-        "model_id": model.model_id if model else "",
+        "state": state,
+        "log_tail": log_tail,
+        "model_id": model_id,
         "version": chat_model_version(),
     }

@@ -1,4 +1,6 @@
-"""One contract, two LLM backends: an OpenAI-compatible server process and llama.cpp in-process.
+"""One contract for every chat model: an OpenAI-compatible server (vLLM's stand-in), and the
+same server as the embedded default runs it, a supervised child process behind
+`SupervisedChatModel`.
 
 The server is llama.cpp's own OpenAI-compatible server, the closest real stand-in for vLLM
 that runs here; the model is the tiny Gemma 3 270M GGUF shipped through pip.
@@ -9,16 +11,17 @@ from __future__ import annotations
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from inference.answering import Source, build_messages
+from inference.llama_server import LlamaServerSupervisor, SupervisedChatModel
 from inference.llm import (
     ChatModel,
     Completion,
     Delta,
-    LlamaCppLLM,
     LLMUnavailable,
     OpenAICompatibleLLM,
     thinks_before_answering,
@@ -26,12 +29,28 @@ from inference.llm import (
 from tests.llm_server import free_port, llama_cpp_server
 
 
-@pytest.fixture(params=["openai-compatible-server", "llama-cpp-in-process"])
-def chat_model(request: pytest.FixtureRequest, gguf_path: Path) -> ChatModel:
+@pytest.fixture(scope="module")
+def supervised_server(
+    gguf_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LlamaServerSupervisor]:
+    pytest.importorskip("llama_cpp.server", reason="install the llamacpp extra")
+    log = tmp_path_factory.mktemp("supervised") / "llama-server.log"
+    server = LlamaServerSupervisor(gguf_path, log).start()
+    state = server.wait_until_ready(120)
+    assert state.ready, f"the supervised server did not start:\n{server.log_tail()}"
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["openai-compatible-server", "supervised-llama-server"])
+def chat_model(request: pytest.FixtureRequest) -> ChatModel:
     if request.param == "openai-compatible-server":
         url = request.getfixturevalue("llm_server_url")
         return OpenAICompatibleLLM(url, "gemma-3-270m", timeout=60, max_tokens=64)
-    return LlamaCppLLM(gguf_path, context_tokens=4096, max_tokens=64)
+    server: LlamaServerSupervisor = request.getfixturevalue("supervised_server")
+    return SupervisedChatModel(
+        server, lambda url: OpenAICompatibleLLM(url, server.model_alias, timeout=60, max_tokens=64)
+    )
 
 
 def test_completes_a_grounded_prompt_and_counts_tokens(chat_model: ChatModel) -> None:
@@ -50,9 +69,25 @@ def test_an_unreachable_server_raises_llm_unavailable() -> None:
         model.complete([{"role": "user", "content": "hi"}])
 
 
-def test_a_missing_gguf_raises_llm_unavailable(tmp_path: Path) -> None:
-    with pytest.raises(LLMUnavailable, match="not found"):
-        LlamaCppLLM(tmp_path / "missing.gguf").complete([{"role": "user", "content": "hi"}])
+def test_a_server_that_cannot_start_raises_llm_unavailable_with_the_reason(
+    tmp_path: Path,
+) -> None:
+    # The file vanished after start-up checked it: the server exits, and is tried again.
+    pytest.importorskip("llama_cpp.server", reason="install the llamacpp extra")
+    server = LlamaServerSupervisor(tmp_path / "missing.gguf", tmp_path / "llama.log").start()
+    try:
+        model = SupervisedChatModel(
+            server, lambda url: OpenAICompatibleLLM(url, "m"), first_start_wait=0
+        )
+        deadline = time.monotonic() + 60
+        while not server.state().last_exit:
+            assert time.monotonic() < deadline, f"it never exited:\n{server.log_tail()}"
+            time.sleep(0.1)
+        with pytest.raises(LLMUnavailable, match=r"restarting after it stopped \(exit code"):
+            model.complete([{"role": "user", "content": "hi"}])
+        assert "missing.gguf" in server.log_tail()
+    finally:
+        server.stop()
 
 
 def collect(model: ChatModel, messages: list[dict[str, str]]) -> tuple[list[Delta], Completion]:
@@ -72,8 +107,8 @@ def test_streams_the_answer_in_pieces_then_the_whole(chat_model: ChatModel) -> N
     assert "".join(answer_pieces).strip() == completion.answer
     assert completion.answer and "<think>" not in completion.answer
     assert 0 < completion.completion_tokens <= 64
-    if isinstance(chat_model, LlamaCppLLM):
-        # llama.cpp's server sends no usage in streams (vLLM does); in-process we count it.
+    if isinstance(chat_model, SupervisedChatModel):
+        # llama.cpp's server sends no usage in streams (vLLM does): its tokenizer counts it.
         assert completion.prompt_tokens > 20
 
 

@@ -231,7 +231,9 @@ def test_admins_see_the_configured_models_and_which_answered(
     alice.is_superuser = True
     alice.save()
     page = client.get(reverse("portal:models")).content.decode()
-    assert "llama.cpp in-process" in page and "DeepSeek-R1-Distill-Qwen-7B-Q4_K_M.gguf" in page
+    assert "llama.cpp server (supervised child process)" in page
+    assert "DeepSeek-R1-Distill-Qwen-7B-Q4_K_M.gguf" in page
+    assert "not started yet" in page  # looking at the page starts no model
     assert "all-MiniLM-L6-v2" in page  # the embedding model of the served index
     assert "abc123" in page and "llama.cpp:x.gguf" in page
     # The served index's points are counted now, not as they were when it went live.

@@ -1,4 +1,5 @@
-"""Serve the portal. In the embedded default this also runs the Celery worker in-process."""
+"""Serve the portal. In the embedded default this also runs the Celery worker in-process and,
+for a local GGUF file, llama.cpp's server as a supervised child process."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from ingest.parsing import ocr_unavailable_reason
+from kb.routing.clients import local_model_server, stop_local_model_server
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +40,16 @@ class Command(BaseCommand):
             from kb.worker import EmbeddedWorker
 
             worker = EmbeddedWorker().start()
+        # A local GGUF: start llama.cpp's server now, so it loads while the portal comes up.
+        # It runs as a child process the portal supervises (inference/llama_server.py): if
+        # it crashes, questions get the passages with a notice until it is back.
+        model_server = local_model_server()
+        if model_server is not None:
+            self.stdout.write(
+                f"Language model: llama.cpp server for {model_server.gguf_path.name} at "
+                f"{model_server.base_url} (a supervised child process; log: "
+                f"{model_server.log_path})"
+            )
         if problem := ocr_unavailable_reason(tuple(settings.KB_OCR_LANGUAGES)):
             self.stderr.write(
                 f"OCR is off: {problem}. Scanned PDFs and images will fail with this reason; "
@@ -56,5 +68,6 @@ class Command(BaseCommand):
                 ident="kb",
             )
         finally:
+            stop_local_model_server()
             if worker is not None:
                 worker.stop()

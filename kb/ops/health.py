@@ -29,7 +29,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from kb.routing.clients import local_model_server
+from kb.routing.clients import local_model_status
 
 FALLBACK = "answers fall back to the most relevant passages"
 
@@ -138,15 +138,10 @@ def check_llm() -> str:
             raise Down(f"OpenAI-compatible server unreachable ({exc}); {FALLBACK}") from exc
         return f"OpenAI-compatible server: model {settings.LLM_MODEL} listed as reachable"
     if settings.LLM_GGUF_PATH:
-        path = Path(settings.LLM_GGUF_PATH)
-        if not path.is_file():
-            raise Down(f"llama.cpp server: GGUF file {path.name} not found; {FALLBACK}")
-        server = local_model_server(start=False)  # a probe never starts a model
-        current = server.state() if server else None
-        if current and not current.ready:
-            raise Down(f"llama.cpp server for {path.name} {current.summary()}; {FALLBACK}")
-        state = current.summary() if current else "present, starts on first use"
-        return f"llama.cpp server (supervised child process): {path.name} {state}"
+        up, detail = local_model_status()
+        if not up:
+            raise Down(f"{detail}; {FALLBACK}")
+        return detail
     return "none configured: extractive answers (the most relevant passages)"
 
 

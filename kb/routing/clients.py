@@ -73,6 +73,22 @@ def local_model_server(start: bool = True) -> LlamaServerSupervisor | None:
         return _local_server
 
 
+def local_model_status() -> tuple[bool, str]:
+    """Whether the local GGUF's server can answer, and a line saying so, for readiness
+    probes: they report on it and never start it."""
+    gguf = Path(str(settings.LLM_GGUF_PATH))
+    if not gguf.is_file():
+        return False, f"llama.cpp server: GGUF file {gguf.name} not found"
+    server = local_model_server(start=False)
+    if server is None:
+        return True, f"llama.cpp server: {gguf.name} present, starts on first use"
+    state = server.state()
+    return (
+        state.ready,
+        f"llama.cpp server (supervised child process): {gguf.name} {state.summary()}",
+    )
+
+
 def stop_local_model_server() -> None:
     """Stop the local server (the end of `serve`, tests); a later question starts a new one."""
     global _local_server

@@ -286,9 +286,9 @@ class LlamaServerSupervisor:
             if self._watcher is not None:
                 return self
             self._phase = Phase.STARTING
-            # The child is started by this thread and by no other, because PR_SET_PDEATHSIG
-            # fires when the thread that forked it ends: a request thread that happened to
-            # start the model would take it down when it finished.
+            # Only the watcher thread starts the child, because PR_SET_PDEATHSIG fires when
+            # the thread that forked it ends: a request thread that happened to start the
+            # model would take it down when it finished. A stopped supervisor stays stopped.
             self._watcher = threading.Thread(
                 target=self._supervise, name="llama-server-supervisor", daemon=True
             )

@@ -25,10 +25,9 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import connections
-from django.http import HttpRequest, JsonResponse
-from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
 
+from kb.library.components import get_embedder, get_index
+from kb.library.models import IndexGeneration
 from kb.routing.clients import local_model_status
 
 FALLBACK = "answers fall back to the most relevant passages"
@@ -88,8 +87,6 @@ def check_broker() -> str:
 
 
 def check_vector_index() -> str:
-    from kb.library.components import get_index
-    from kb.library.models import IndexGeneration
 
     try:
         # Not active_generation(): a probe must never start building an index.
@@ -109,7 +106,6 @@ def check_vector_index() -> str:
 def check_embedding_model() -> str:
     """Loading the model here would cost seconds and gigabytes on every probe: report whether
     it is loaded, and if not, whether its files are where the loader will look."""
-    from kb.library.components import get_embedder
 
     embedder = get_embedder()  # constructing one loads nothing
     name = settings.EMBEDDING_MODEL or "all-MiniLM-L6-v2 (bundled)"
@@ -215,45 +211,3 @@ def _timed(check: Callable[[], str]) -> Check:
     except Exception as exc:  # any failure of a component is a "down", never a 500
         detail, status = f"{type(exc).__name__}: {exc}", "down"
     return Check(status, detail, (time.monotonic() - started) * 1000)
-
-
-# --- the views ------------------------------------------------------------------------------
-
-
-@never_cache
-@require_GET
-def healthz(request: HttpRequest) -> JsonResponse:
-    """Liveness: the process answers. Nothing else is touched."""
-    return JsonResponse({"status": "ok"})
-
-
-@never_cache
-@require_GET
-def readyz(request: HttpRequest) -> JsonResponse:
-    checks = run_checks()
-    required_down = [n for n, c in checks.items() if c.required and c.status != "up"]
-    optional_down = [n for n, c in checks.items() if not c.required and c.status != "up"]
-    if required_down:
-        overall = "unavailable"
-    elif optional_down:
-        overall = "degraded"
-    else:
-        overall = "ok"
-    body: dict[str, object] = {
-        "status": overall,
-        "checks": {
-            name: {
-                "status": check.status,
-                "required": check.required,
-                "latency_ms": round(check.latency_ms, 1),
-                "detail": check.detail,
-            }
-            for name, check in checks.items()
-        },
-    }
-    if overall == "degraded" and "llm" in optional_down:
-        body["note"] = (
-            "The language model is unavailable: questions are still answered, with the most "
-            "relevant passages instead of a generated answer."
-        )
-    return JsonResponse(body, status=503 if required_down else 200)

@@ -1,9 +1,9 @@
 from django.urls import path
 
-from kb.ops import health, metrics
+from kb.ops import metrics, probes
 
 urlpatterns: list[object] = [
-    path("healthz", health.healthz, name="healthz"),
-    path("readyz", health.readyz, name="readyz"),
+    path("healthz", probes.healthz, name="healthz"),
+    path("readyz", probes.readyz, name="readyz"),
     path("metrics", metrics.metrics, name="metrics"),
 ]

@@ -11,7 +11,9 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from ingest.parsing import ocr_unavailable_reason
+from kb.library.indexing import ensure_index
 from kb.routing.clients import local_model_server, stop_local_model_server
+from kb.worker import EmbeddedWorker
 
 logger = logging.getLogger(__name__)
 
@@ -27,18 +29,14 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         from waitress import serve
 
-        from kb.library.indexing import ensure_index
-
         # Before the WSGI app exists: WhiteNoise indexes the static folder when it is built.
         call_command("collectstatic", interactive=False, verbosity=0)
-        from kb.wsgi import application
+        from kb.wsgi import application  # deferred: after collectstatic (see above)
 
         # Open (or build) the index before the first request, not during it.
         ensure_index()
         worker = None
         if settings.KB_EMBEDDED_WORKER:
-            from kb.worker import EmbeddedWorker
-
             worker = EmbeddedWorker().start()
         # A local GGUF: start llama.cpp's server now, so it loads while the portal comes up.
         # It runs as a child process the portal supervises (inference/llama_server.py): if

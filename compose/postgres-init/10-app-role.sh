@@ -4,7 +4,7 @@
 # KB_APP_DB_ROLE (`kb_app`), which the web, worker and beat containers use, may read and
 # write rows but is no superuser and owns no table, so it can neither disable the audit
 # trail's append-only trigger nor hold UPDATE, DELETE or TRUNCATE on the audit table
-# (kb/audit migrations 0002 and 0003). tests/kb/test_database_roles.py runs this script.
+# (kb/audit migrations 0002 and 0003). tests/ops/test_database_roles.py runs this script.
 set -eu
 psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" \
   -v app_role="${KB_APP_DB_ROLE:-kb_app}" -v app_password="$KB_APP_DB_PASSWORD" \

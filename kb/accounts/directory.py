@@ -73,7 +73,7 @@ def _mapping_key(mapping_group: str) -> str:
 # python-ldap parses DNs when it is installed (the `ldap` extra, for directory sign-in). An
 # OpenID Connect-only install has no python-ldap, and its group claims may still be DNs (Azure
 # AD, Keycloak with LDAP federation), so the same RFC 4514 rules are also written out here;
-# tests/kb/test_directory_memberships.py checks that the two agree.
+# tests/accounts/test_directory_memberships.py checks that the two agree.
 _ATTRIBUTE = re.compile(r"\s*([A-Za-z][A-Za-z0-9-]*|[0-9]+(?:\.[0-9]+)*)\s*=")
 _SPECIAL = ',+"\\<>;=#'
 

@@ -188,7 +188,7 @@ def test_a_streamed_answer_is_the_same_events_through_both_doors(
         == ("text/event-stream; charset=utf-8")
     )
     assert portal["X-Accel-Buffering"] == through_api["X-Accel-Buffering"] == "no"
-    portal_events = _events(b"".join(portal.streaming_content))
+    portal_events = _events(b"".join(portal.streaming_content))  # type: ignore[attr-defined]  # a streaming response
     api_events = _events(b"".join(through_api.streaming_content))  # type: ignore[attr-defined]  # a streaming response
     # No model is configured: the passages are the answer, through either door.
     assert [name for name, _ in portal_events] == [name for name, _ in api_events]

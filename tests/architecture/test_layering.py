@@ -193,13 +193,12 @@ def test_imports_inside_functions_say_why() -> None:
                 if function.name == "ready":
                     continue
                 for node in ast.walk(function):
-                    names = (
-                        [node.module or ""]
-                        if isinstance(node, ast.ImportFrom)
-                        else [a.name for a in node.names]
-                        if isinstance(node, ast.Import)
-                        else []
-                    )
+                    if isinstance(node, ast.ImportFrom):
+                        names = [node.module or ""]
+                    elif isinstance(node, ast.Import):
+                        names = [alias.name for alias in node.names]
+                    else:
+                        continue
                     if not any(n.split(".")[0] in FIRST_PARTY for n in names):
                         continue
                     above = lines[node.lineno - 2].strip() if node.lineno > 1 else ""

@@ -2,14 +2,10 @@ from __future__ import annotations
 
 import itertools
 
-from ingest.chunking import (
-    chunk_elements,
-    count_tokens,
-    embedding_text,
-    split_sentences,
-)
+from ingest.chunking import chunk_elements, count_tokens, embedding_text
 from ingest.embedding import SentenceTransformersEmbedder
 from ingest.parsing import ParsedElement
+from ingest.sentences import split_sentences
 
 
 def element(text: str, page: int | None = 1, section: tuple[str, ...] = ("S",)) -> ParsedElement:

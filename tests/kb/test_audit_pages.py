@@ -19,7 +19,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from kb.accounts.models import AUDITORS_GROUP, Department
-from kb.audit import trail
+from kb.audit import exports, trail
 from kb.audit.models import AuditRecord
 from kb.audit.trail import record
 from kb.library.models import Collection, Document
@@ -49,7 +49,7 @@ def _private_checkpoints(tmp_path: Path, settings: Any) -> None:
 
 
 def _asked(user: User, question: str, retrieved: list[int], cited: list[int]) -> AuditRecord:
-    """A question.asked record shaped like the one kb/portal/services.py writes."""
+    """A question.asked record shaped like the one kb/answering/answers.py writes."""
     return record(
         "question.asked",
         actor=user,
@@ -500,9 +500,7 @@ def test_export_cef_lines(auditor_client: Client, frank: User, erin: User) -> No
 def test_export_streams_in_batches(
     auditor_client: Client, frank: User, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from kb.audit import views
-
-    monkeypatch.setattr(views, "EXPORT_BATCH", 7)
+    monkeypatch.setattr(exports, "EXPORT_BATCH", 7)
     made = [record("search.performed", actor=frank, details={"n": i}).seq for i in range(30)]
     response = auditor_client.get(
         reverse("audit:export"), {"action": "search.performed", "format": "jsonl"}

@@ -32,7 +32,7 @@ from kb.audit.models import AuditRecord
 from kb.glossary.models import GlossaryEntry
 from kb.library.models import Collection
 from kb.portal.http import for_reader as _for_reader
-from tests.kb.test_portal_access import make_document
+from tests.portal.test_portal_access import make_document
 
 pytestmark = pytest.mark.django_db
 

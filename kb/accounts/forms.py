@@ -1,4 +1,4 @@
-"""Forms of the department pages (kb/accounts/manage_views.py).
+"""Forms of the department pages (kb/accounts/manage_views/).
 
 Each form gets, from the view, the most the acting person may grant: their own clearance in
 the department (None for a superadmin, who is not capped). The select boxes offer only what

@@ -1,32 +1,32 @@
-"""The department pages, under /departments/ (kb/accounts/manage_views.py)."""
+"""The department pages, under /departments/ (kb/accounts/manage_views/)."""
 
 from django.urls import URLPattern, path
 
-from kb.accounts import manage_views
+from kb.accounts.manage_views import collections, departments, members
 
 app_name = "accounts"
 
 urlpatterns: list[URLPattern] = [
-    path("", manage_views.department_list, name="departments"),
-    path("<int:department_id>/members/", manage_views.members, name="members"),
+    path("", departments.department_list, name="departments"),
+    path("<int:department_id>/members/", members.members, name="members"),
     path(
         "<int:department_id>/members/<int:membership_id>/",
-        manage_views.member_change,
+        members.member_change,
         name="member_change",
     ),
     path(
         "<int:department_id>/members/<int:membership_id>/remove/",
-        manage_views.member_remove,
+        members.member_remove,
         name="member_remove",
     ),
     path(
         "<int:department_id>/collections/new/",
-        manage_views.collection_new,
+        collections.collection_new,
         name="collection_new",
     ),
     path(
         "<int:department_id>/collections/<int:collection_id>/settings/",
-        manage_views.collection_settings,
+        collections.collection_settings,
         name="collection_settings",
     ),
 ]

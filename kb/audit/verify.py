@@ -19,9 +19,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from kb.audit.chain import HASHED_FIELDS, record_hash
+from kb.audit.checkpoints import CheckpointSignatureError, read_checkpoints
 from kb.audit.models import GENESIS_HASH, AuditChainHead, AuditRecord
+from kb.audit.trail import record
 
 
 @dataclass(frozen=True)
@@ -172,3 +175,32 @@ def _range_message(numbers: list[int], what: str) -> str:
     if len(numbers) == 1:
         return f"#{numbers[0]} is {what}"
     return f"{len(numbers)} records (#{numbers[0]} to #{numbers[-1]}) are {what}"
+
+
+def verify_and_record() -> Report:
+    """Verify the trail against the signed checkpoints, as an auditor does from the pages,
+    and record that it was done (`audit.verified`, a failure when anything is wrong). A
+    checkpoint file that cannot be read or whose signature fails is the first problem of the
+    report, not an error: the chain itself is still checked. (`manage.py audit verify`
+    stops at a bad signature instead, with its own exit status.)"""
+    checkpoints: list[dict[str, Any]] | None = None
+    trouble = ""
+    try:
+        checkpoints = read_checkpoints()
+    except CheckpointSignatureError as exc:
+        trouble = str(exc)
+    except (OSError, ValueError, KeyError) as exc:
+        trouble = f"the checkpoint file cannot be read: {exc}"
+    report = verify(checkpoints)
+    if trouble:
+        report.problems.insert(0, Problem("signature", 0, trouble))
+    record(
+        "audit.verified",
+        outcome=AuditRecord.Outcome.SUCCESS if report.ok else AuditRecord.Outcome.FAILURE,
+        details={
+            "ok": report.ok,
+            "problems": len(report.problems),
+            "summary": report.summary(),
+        },
+    )
+    return report

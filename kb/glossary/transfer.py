@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from django.db import models, transaction
+from django.utils import timezone
 from django.utils.translation import gettext
 
 from kb.accounts.models import Department
@@ -115,6 +116,26 @@ def export_csv(entries: Iterable[GlossaryEntry]) -> bytes:
     for entry in entries:
         writer.writerow([_safe_cell(str(getattr(entry, name))) for name in COLUMNS.values()])
     return ("\ufeff" + out.getvalue()).encode("utf-8")
+
+
+@dataclass(frozen=True)
+class GlossaryFile:
+    name: str
+    content: bytes
+
+
+def export_glossary(department: Department) -> GlossaryFile:
+    """The department's whole glossary as a CSV file named for it and today; the export is
+    recorded (`glossary.exported`)."""
+    entries = list(GlossaryEntry.objects.filter(department=department).order_by("term", "pk"))
+    record(
+        "glossary.exported",
+        target=("department", department.pk),
+        department=department,
+        details={"entries": len(entries)},
+    )
+    name = f"glossary-{department.slug}-{timezone.localdate().isoformat()}.csv"
+    return GlossaryFile(name=name, content=export_csv(entries))
 
 
 # --- import ----------------------------------------------------------------------------------

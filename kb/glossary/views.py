@@ -1,31 +1,35 @@
 """The glossary pages: every member of a department reads (and exports) its glossary; its
 curators and department admins edit it and import CSV files.
 
-As on the department pages (kb/accounts/manage_views.py), a department the person may not
+As on the department pages (kb/accounts/manage_views/), a department the person may not
 read or edit is a 404 plus an `access.denied` record, so ids cannot be probed. Changes are
-ordinary save()/delete() calls: the signals in kb/glossary/signals.py audit each one.
+ordinary save()/delete() calls: the signals in kb/glossary/signals.py audit each one. The
+views only read the request and render: searching and saving live in kb/glossary/editing.py,
+CSV export and import in kb/glossary/transfer.py.
 """
 
 from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
-from django.db import IntegrityError, transaction
-from django.db.models import Count, Q, QuerySet
+from django.db import IntegrityError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.utils import timezone
 from django.utils.translation import gettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from kb.accounts.models import Department, Membership
-from kb.audit.trail import denied, record
+from kb.audit.trail import denied
+from kb.glossary.editing import (
+    clean_query,
+    entries_page,
+    entry_count,
+    glossaries_of,
+    save_entry,
+)
 from kb.glossary.forms import EntryForm, ImportForm
 from kb.glossary.models import GlossaryEntry
-from kb.glossary.transfer import ImportRejected, decode, export_csv, import_csv, plan
-
-PAGE_SIZE = 50
+from kb.glossary.transfer import ImportRejected, decode, export_glossary, import_csv, plan
 
 
 def _user_id(request: HttpRequest) -> int:
@@ -64,25 +68,11 @@ def _entry_or_404(request: HttpRequest, department: Department, entry_id: int) -
     return entry
 
 
-def _search(entries: QuerySet[GlossaryEntry], query: str) -> QuerySet[GlossaryEntry]:
-    if not query:
-        return entries
-    rule = Q()
-    for name in ("term", "abbreviations", "synonyms", "term_zh", "term_en", "definition"):
-        rule |= Q(**{f"{name}__icontains": query})
-    return entries.filter(rule)
-
-
 @login_required
 @require_GET
 def glossary_list(request: HttpRequest) -> HttpResponse:
     """The glossaries of the person's departments; straight to it when there is one."""
-    memberships = list(
-        Membership.objects.filter(user_id=_user_id(request))
-        .select_related("department")
-        .annotate(entry_count=Count("department__glossary_entries"))
-        .order_by("department__name")
-    )
+    memberships = glossaries_of(_user_id(request))
     # Nobody without a membership is refused: the page then says that no glossary applies.
     if len(memberships) == 1:
         return redirect("glossary:entries", department_id=memberships[0].department_id)
@@ -97,9 +87,8 @@ def _render_entries(
     status: int = 200,
 ) -> HttpResponse:
     department = membership.department
-    query = " ".join(request.GET.get("q", "").split())[:200]
-    entries = _search(GlossaryEntry.objects.filter(department=department), query)
-    page = Paginator(entries.order_by("term", "pk"), PAGE_SIZE).get_page(request.GET.get("page"))
+    query = clean_query(request.GET.get("q", ""))
+    page = entries_page(department, query, request.GET.get("page"))
     may_edit = membership.can_curate
     return render(
         request,
@@ -108,7 +97,7 @@ def _render_entries(
             "department": department,
             "page": page,
             "query": query,
-            "total": GlossaryEntry.objects.filter(department=department).count(),
+            "total": entry_count(department),
             "may_edit": may_edit,
             "form": form
             if form is not None
@@ -116,20 +105,6 @@ def _render_entries(
         },
         status=status,
     )
-
-
-def _save_entry(request: HttpRequest, form: EntryForm) -> GlossaryEntry | None:
-    """Save a valid form as the signed-in user's edit; None (and the error on the form) when
-    another editor saved the same term first (the unique constraint, not a crash)."""
-    try:
-        with transaction.atomic():
-            entry: GlossaryEntry = form.save(commit=False)
-            entry.updated_by_id = _user_id(request)
-            entry.save()
-    except IntegrityError:
-        form.add_error("term", gettext("This term was just added by someone else."))
-        return None
-    return entry
 
 
 @login_required
@@ -142,7 +117,7 @@ def entries(request: HttpRequest, department_id: int) -> HttpResponse:
     department = membership.department
     form = EntryForm(request.POST, department=department)
     if form.is_valid():
-        entry = _save_entry(request, form)
+        entry = save_entry(form, _user_id(request))
         if entry is not None:
             messages.success(
                 request,
@@ -163,7 +138,7 @@ def entry_edit(request: HttpRequest, department_id: int, entry_id: int) -> HttpR
     form = EntryForm(request.POST or None, instance=entry, department=department)
     if request.method == "POST":
         # The form edits `entry` itself: after the save it holds the new values.
-        if form.is_valid() and _save_entry(request, form) is not None:
+        if form.is_valid() and save_entry(form, _user_id(request)) is not None:
             if form.has_changed():
                 messages.success(request, gettext("“%(term)s” was saved.") % {"term": entry.term})
             else:
@@ -194,16 +169,9 @@ def entry_delete(request: HttpRequest, department_id: int, entry_id: int) -> Htt
 def export(request: HttpRequest, department_id: int) -> HttpResponse:
     membership = _membership_or_404(request, department_id, edit=False)
     department = membership.department
-    entries = list(GlossaryEntry.objects.filter(department=department).order_by("term", "pk"))
-    record(
-        "glossary.exported",
-        target=("department", department.pk),
-        department=department,
-        details={"entries": len(entries)},
-    )
-    name = f"glossary-{department.slug}-{timezone.localdate().isoformat()}.csv"
-    response = HttpResponse(export_csv(entries), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    exported = export_glossary(department)
+    response = HttpResponse(exported.content, content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{exported.name}"'
     return response
 
 

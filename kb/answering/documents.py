@@ -7,10 +7,18 @@ original also needs the collection to allow downloads, or the reader to curate i
 
 from __future__ import annotations
 
+from django.utils.translation import gettext_noop
+
 from kb.accounts.access import Reader, can_download
 from kb.answering.errors import Forbidden, InvalidInput, NotReadable
 from kb.audit.trail import denied, record
 from kb.library.models import Collection, Document, DocumentVersion
+
+# Said in English through the API, in the reader's language by the portal (kb/portal/http.py).
+DOWNLOADS_OFF = gettext_noop(
+    "This collection allows answers and citations, but not downloading the originals."
+)
+INVALID_VERSION = gettext_noop("A version number.")
 
 
 def readable_collection(reader: Reader, collection_id: int) -> Collection:
@@ -74,13 +82,11 @@ def download_document(reader: Reader, document_id: int, version: str | None) -> 
             department=collection.department,
             documents=[document.pk],
         )
-        raise Forbidden(
-            "This collection allows answers and citations, but not downloading the originals."
-        )
+        raise Forbidden(DOWNLOADS_OFF)
     versions = document.versions.all()
     if version is not None:
         if not version.isdigit():
-            raise InvalidInput("version", "A version number.")
+            raise InvalidInput("version", INVALID_VERSION)
         chosen = versions.filter(number=int(version)).first()
     else:
         chosen = document.current_version or versions.order_by("-number").first()

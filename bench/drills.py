@@ -57,6 +57,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: find bench/
 from bench.common import ROOT, machine, write_result
+from inference.llama_server import llama_server_command
 
 QUESTIONS = [
     "Who approves invoices above 50,000 EUR?",
@@ -159,9 +160,7 @@ class Stack:
     def start_llm(self) -> None:
         self.llm = Process(
             "llm",
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(self.gguf),
-             "--host", "127.0.0.1", "--port", str(self.llm_port), "--n_ctx", "4096",
-             "--model_alias", "gemma-3-270m"],
+            llama_server_command(self.gguf, self.llm_port, "gemma-3-270m"),
             {**self.env, "HF_HUB_OFFLINE": "1"}, self.work / "llm.log",
         ).start()  # fmt: skip
         _wait(lambda: _answers(f"http://127.0.0.1:{self.llm_port}/v1/models"), 120, "llama.cpp")

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from inference.llm import Completion, Delta, LLMUnavailable, OpenAICompatibleLLM
+from inference.llm import Completion, Delta, LLMUnavailable, ModelRestarting, OpenAICompatibleLLM
 
 logger = logging.getLogger(__name__)
 
@@ -166,6 +166,15 @@ class ServerState:
         else:
             return "the local model is ready"
         return f"{what}; answers show passages meanwhile (log: {self.log_path})"
+
+
+def unavailable(state: ServerState, before: str = "") -> LLMUnavailable:
+    """The exception for a server that is not ready: ModelRestarting while it is expected
+    back (starting, restarting after an exit), LLMUnavailable once it was stopped."""
+    reason = before + state.unavailable_reason()
+    if state.phase in (Phase.STARTING, Phase.RESTARTING):
+        return ModelRestarting(reason)
+    return LLMUnavailable(reason)
 
 
 _running_supervisors: weakref.WeakSet[LlamaServerSupervisor] = weakref.WeakSet()
@@ -464,7 +473,7 @@ class SupervisedChatModel:
         if state.phase is Phase.STARTING and self.first_start_wait > 0:
             state = self.supervisor.wait_until_ready(self.first_start_wait)
         if not state.ready:
-            raise LLMUnavailable(state.unavailable_reason())
+            raise unavailable(state)
         return self.client_for(state.base_url)
 
     def _explained(self, exc: LLMUnavailable) -> LLMUnavailable:
@@ -473,7 +482,7 @@ class SupervisedChatModel:
         for _ in range(4):
             state = self.supervisor.state()
             if not state.ready:
-                return LLMUnavailable(f"{exc}; {state.unavailable_reason()}")
+                return unavailable(state, f"{exc}; ")
             time.sleep(0.25)
         return exc
 

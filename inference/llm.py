@@ -19,6 +19,11 @@ class LLMUnavailable(Exception):
     """The model could not produce an answer (down, timed out, misconfigured)."""
 
 
+class ModelRestarting(LLMUnavailable):
+    """The local model's server is starting or restarting (inference/llama_server.py): it is
+    expected back on its own, so the asker can be told to try again shortly."""
+
+
 @dataclass(frozen=True)
 class Completion:
     """A whole reply. Token counts are 0 where the server did not report them."""

@@ -30,7 +30,7 @@ from inference.answering import (
     rewrite_messages,
     verify_citations,
 )
-from inference.llm import ChatModel, Completion, Delta, LLMUnavailable
+from inference.llm import ChatModel, Completion, Delta, LLMUnavailable, ModelRestarting
 from ingest.index import IndexHit
 from kb.accounts.access import Reader
 from kb.answering.models import Conversation, Turn
@@ -115,6 +115,10 @@ NOTICE_EMPTY = gettext_noop(
 )
 NOTICE_STOPPED = gettext_noop(
     "The language model stopped in the middle of the answer; showing the most relevant passages."
+)
+NOTICE_RESTARTING = gettext_noop(
+    "The language model is restarting; showing the most relevant passages. Ask again in a "
+    "minute for a written answer."
 )
 NOTICE_UNAVAILABLE = gettext_noop(
     "The language model is unavailable; showing the most relevant passages."
@@ -238,7 +242,12 @@ def answer_events(
                 answer.notice = NOTICE_EMPTY
         except LLMUnavailable as exc:
             logger.warning("LLM unavailable, answering extractively: %s", exc)
-            answer.notice = NOTICE_STOPPED if streamed else NOTICE_UNAVAILABLE
+            if streamed:
+                answer.notice = NOTICE_STOPPED
+            elif isinstance(exc, ModelRestarting):
+                answer.notice = NOTICE_RESTARTING  # it is expected back on its own
+            else:
+                answer.notice = NOTICE_UNAVAILABLE
     if sources and answer.mode != "generated":
         # The passages are the answer: no model produced it, so none is recorded with it.
         answer.mode, answer.model, answer.model_version = "extractive", "", ""

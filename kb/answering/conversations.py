@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from django.db.models import QuerySet
 from django.utils.translation import gettext
 
 from kb.accounts.access import AnyUser, Reader, is_auditor
@@ -19,11 +20,14 @@ from kb.audit.trail import denied, record
 from kb.library.models import Document
 
 
+def own_conversations(user: AnyUser) -> QuerySet[Conversation]:
+    """The conversations a person may list and open: their own, nobody else's."""
+    return Conversation.objects.filter(user_id=int(user.pk or 0))
+
+
 def own_conversation(user: AnyUser, conversation_id: int) -> Conversation:
     """The asker's conversation by id; anyone else's is refused, never silently replaced."""
-    conversation = Conversation.objects.filter(
-        pk=conversation_id, user_id=int(user.pk or 0)
-    ).first()
+    conversation = own_conversations(user).filter(pk=conversation_id).first()
     if conversation is None:
         denied(("conversation", conversation_id), reason="not the asker's conversation")
         raise NotReadable("No such conversation.")

@@ -15,7 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from kb.answering import actions
-from kb.answering.conversations import read_conversation
+from kb.answering.conversations import own_conversations, read_conversation
 from kb.answering.models import Conversation
 from kb.answering.streaming import StreamRendering, encode_answer, event_stream
 from kb.api import serializers as s
@@ -106,7 +106,7 @@ class ConversationList(generics.ListAPIView[Conversation]):
     serializer_class = s.ConversationSerializer
 
     def get_queryset(self) -> QuerySet[Conversation]:
-        return Conversation.objects.filter(user_id=int(self.request.user.pk or 0))
+        return own_conversations(self.request.user)
 
     @extend_schema(responses={200: s.ConversationSerializer(many=True), **list_problems()})
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:

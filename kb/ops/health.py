@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,8 +151,18 @@ CHECKS: dict[str, tuple[Callable[[], str], bool]] = {
     "llm": (check_llm, False),
 }
 
-# Checks run here: a hung check keeps its thread until it returns, but never the probe.
-_pool = ThreadPoolExecutor(max_workers=2 * len(CHECKS), thread_name_prefix="kb-readyz")
+
+def _in_daemon_thread(check: Callable[[], str]) -> Future[Check]:
+    """Run one check in a thread of its own: a hung check keeps its thread until it returns,
+    but never the probe, and never the process's exit (a pool's threads are joined at exit,
+    so one check stuck on a dead service would keep a stopped portal from ending)."""
+    future: Future[Check] = Future()
+
+    def run() -> None:
+        future.set_result(_timed(check))
+
+    threading.Thread(target=run, name=f"kb-readyz-{check.__name__}", daemon=True).start()
+    return future
 
 
 def _timeout() -> float:
@@ -182,7 +193,7 @@ def redact(text: str) -> str:
 
 def run_checks() -> dict[str, Check]:
     started = time.monotonic()
-    futures = {name: _pool.submit(_timed, check) for name, (check, _) in CHECKS.items()}
+    futures = {name: _in_daemon_thread(check) for name, (check, _) in CHECKS.items()}
     results: dict[str, Check] = {}
     deadline = started + _timeout()
     for name, future in futures.items():

@@ -13,7 +13,7 @@ import json
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db.models import Count, QuerySet
+from django.db.models import Count
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
@@ -22,11 +22,12 @@ from django.views.decorators.http import require_GET, require_POST
 from kb.accounts.access import reader_for
 from kb.answering.conversations import (
     own_conversation,
+    own_conversations,
     own_turn,
     read_conversation,
     turn_view,
 )
-from kb.answering.models import Conversation, Feedback
+from kb.answering.models import Feedback
 from kb.audit.trail import record
 from kb.portal.http import refusals_as_responses, wants_json
 
@@ -37,16 +38,12 @@ MAX_COMMENT = 2000
 SEARCHED_CONVERSATIONS = 1000
 
 
-def _own_conversations(request: HttpRequest) -> QuerySet[Conversation]:
-    return Conversation.objects.filter(user_id=int(request.user.pk or 0))
-
-
 @login_required
 @require_GET
 def conversation_list(request: HttpRequest) -> HttpResponse:
     """The user's conversations, newest first, searchable by title and question text."""
     query = str(request.GET.get("q", "")).strip()[:200]
-    conversations = _own_conversations(request).annotate(turn_count=Count("turns"))
+    conversations = own_conversations(request.user).annotate(turn_count=Count("turns"))
     conversations = conversations.order_by("-updated_at")
     if query:
         # Titles and questions are encrypted at rest: the search runs here, over the

@@ -3,7 +3,9 @@ for a local GGUF file, llama.cpp's server as a supervised child process."""
 
 from __future__ import annotations
 
+import faulthandler
 import logging
+import signal
 from typing import Any
 
 from django.conf import settings
@@ -29,6 +31,9 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         from waitress import serve
 
+        # `kill -USR1 <pid>` writes every thread's stack to stderr: what a stuck portal is
+        # doing, without stopping it.
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
         # Before the WSGI app exists: WhiteNoise indexes the static folder when it is built.
         call_command("collectstatic", interactive=False, verbosity=0)
         from kb.wsgi import application  # deferred: after collectstatic (see above)

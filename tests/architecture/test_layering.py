@@ -25,7 +25,9 @@ MAX_VIEW_MODULE_LINES = 250
 # What a module imports that makes it a view module (Django views or DRF views).
 VIEW_MARKERS = (
     "django.contrib.auth.decorators",
-    "django.views.decorators.http",
+    "django.contrib.auth.views",
+    "django.views",
+    "django.shortcuts",
     "rest_framework.generics",
     "rest_framework.views",
     "kb.api.base",

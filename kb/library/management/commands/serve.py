@@ -20,6 +20,10 @@ from kb.worker import EmbeddedWorker
 logger = logging.getLogger(__name__)
 
 
+def _stop_as_for_ctrl_c(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 class Command(BaseCommand):
     help = "Serve the portal with waitress (and the embedded worker unless a broker is set)."
 
@@ -34,6 +38,9 @@ class Command(BaseCommand):
         # `kill -USR1 <pid>` writes every thread's stack to stderr: what a stuck portal is
         # doing, without stopping it.
         faulthandler.register(signal.SIGUSR1, all_threads=True)
+        # A service manager stops the portal with SIGTERM: stop as for Ctrl+C, through the
+        # `finally` below (the model server and the worker stopped, not just abandoned).
+        signal.signal(signal.SIGTERM, _stop_as_for_ctrl_c)
         # Before the WSGI app exists: WhiteNoise indexes the static folder when it is built.
         call_command("collectstatic", interactive=False, verbosity=0)
         from kb.wsgi import application  # deferred: after collectstatic (see above)

@@ -7,6 +7,7 @@ review is itself audited (conversation.read_other).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,25 +65,37 @@ class ConversationView:
     reviewing: bool  # an auditor reading someone else's conversation, as it was
 
 
-def turn_view(turn: Turn, readable: set[int], reviewing: bool) -> TurnView:
-    """The asker sees an old answer only while they can still read every document it drew
-    on: access removed since then hides it (and its sources) from the very next request. An
-    auditor reviewing the conversation sees it as it was."""
-    documents = {int(s["document_id"]) for s in turn.sources if s.get("document_id")}
-    withheld = not reviewing and not documents <= readable
-    sources = [s for s in turn.sources if reviewing or int(s.get("document_id") or 0) in readable]
-    titles = dict(Document.objects.filter(pk__in=documents).values_list("pk", "title"))
-    return TurnView(
-        turn=turn,
-        withheld=withheld,
-        sources=[
-            {
-                **s,
-                "title": titles.get(int(s.get("document_id") or 0), gettext("(deleted document)")),
-            }
-            for s in sources
-        ],
-    )
+def _document_ids(turn: Turn) -> set[int]:
+    return {int(s["document_id"]) for s in turn.sources if s.get("document_id")}
+
+
+def turn_views(turns: Iterable[Turn], readable: set[int], reviewing: bool) -> list[TurnView]:
+    """The turns as history shows them. The asker sees an old answer only while they can
+    still read every document it drew on: access removed since then hides it (and its
+    sources) from the very next request. An auditor reviewing the conversation sees it as it
+    was. The sources' titles are read in one query for all the turns."""
+    turns = list(turns)
+    cited = set().union(*(_document_ids(turn) for turn in turns))
+    titles = dict(Document.objects.filter(pk__in=cited).values_list("pk", "title"))
+    views = []
+    for turn in turns:
+        shown = [s for s in turn.sources if reviewing or int(s.get("document_id") or 0) in readable]
+        views.append(
+            TurnView(
+                turn=turn,
+                withheld=not reviewing and not _document_ids(turn) <= readable,
+                sources=[
+                    {
+                        **s,
+                        "title": titles.get(
+                            int(s.get("document_id") or 0), gettext("(deleted document)")
+                        ),
+                    }
+                    for s in shown
+                ],
+            )
+        )
+    return views
 
 
 def read_conversation(
@@ -103,7 +116,5 @@ def read_conversation(
             details={"owner": conversation.user.get_username(), "owner_id": conversation.user_id},
         )
     readable = set(reader.documents().values_list("pk", flat=True))
-    turns = [
-        turn_view(t, readable, reviewing) for t in conversation.turns.select_related("feedback")
-    ]
+    turns = turn_views(conversation.turns.select_related("feedback"), readable, reviewing)
     return ConversationView(conversation, turns, reviewing)

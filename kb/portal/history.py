@@ -25,7 +25,6 @@ from kb.answering.conversations import (
     own_conversations,
     own_turn,
     read_conversation,
-    turn_view,
 )
 from kb.answering.models import Feedback
 from kb.audit.trail import record
@@ -83,9 +82,9 @@ def conversation_delete(request: HttpRequest, conversation_id: int) -> HttpRespo
 @refusals_as_responses
 def conversation_export(request: HttpRequest, conversation_id: int) -> HttpResponse:
     """The conversation as Markdown (default) or JSON, as a download."""
-    conversation = own_conversation(request.user, conversation_id)
-    readable = set(reader_for(request.user).documents().values_list("pk", flat=True))
-    turns = [turn_view(t, readable, reviewing=False) for t in conversation.turns.all()]
+    # What the asker reads on the page is what they export: the same rule withholds answers.
+    read = read_conversation(reader_for(request.user), conversation_id)
+    conversation, turns = read.conversation, read.turns
     export_format = "json" if request.GET.get("format") == "json" else "md"
     if export_format == "json":
         body = json.dumps(

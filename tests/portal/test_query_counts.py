@@ -104,8 +104,14 @@ def test_a_conversation_and_the_integrations_page(root: Client) -> None:
 
     def turns(n: int) -> None:
         for _ in range(n):
+            # Each turn cites a document (one since deleted): its title is looked up too.
             Turn.objects.create(
-                conversation=chat, question="q", search_query="q", answer="a", mode="extractive"
+                conversation=chat,
+                question="q",
+                search_query="q",
+                answer="a",
+                mode="extractive",
+                sources=[{"number": 1, "chunk_id": 1, "document_id": 999_999}],
             )
 
     assert_bounded(root, f"/conversations/{chat.pk}/", turns)

@@ -12,6 +12,7 @@ from django.contrib.auth.models import User
 
 from kb.accounts.models import Department, Membership
 from kb.library.models import Collection, DocumentVersion
+from tests.ingesting import ingest_text
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -66,6 +67,16 @@ def finance_collection(departments: dict[str, Department]) -> Collection:
 def engineering_collection(departments: dict[str, Department]) -> Collection:
     return Collection.objects.create(
         name="Engineering handbook", department=departments["engineering"]
+    )
+
+
+@pytest.fixture
+def indexed_policy(fresh_index: None, finance_collection: Collection) -> None:
+    """Finance's travel policy, indexed: the hotel limit in Munich is 180 EUR per night."""
+    ingest_text(
+        finance_collection,
+        "travel.md",
+        "# Travel policy\n\n## Hotels\n\nThe hotel limit is 180 EUR per night in Munich.\n",
     )
 
 

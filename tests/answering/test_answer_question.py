@@ -32,15 +32,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def indexed_policy(fresh_index: None, finance_collection: Collection) -> None:
-    ingest_text(
-        finance_collection,
-        "travel.md",
-        "# Travel policy\n\n## Hotels\n\nThe hotel limit is 180 EUR per night in Munich.\n",
-    )
-
-
-@pytest.fixture
 def prompts_sent(monkeypatch: pytest.MonkeyPatch) -> list[list[dict[str, str]]]:
     """Configure a model that records the prompt it is sent and then fails (as if down)."""
     seen: list[list[dict[str, str]]] = []

@@ -24,7 +24,6 @@ from kb.accounts.models import AUDITORS_GROUP, Department, Membership
 from kb.answering import answers as services
 from kb.api.models import ApiToken, TokenUsage
 from kb.audit.models import AuditRecord
-from kb.library.models import Collection
 from kb.routing import clients
 from kb.usage.cost import CostInputs, compare
 from kb.usage.models import DepartmentQuota, UsageRecord
@@ -32,20 +31,10 @@ from kb.usage.months import current_month, parse_month
 from kb.usage.quota import NOTICE_HARD, NOTICE_SOFT, localized_notice
 from tests.api.conftest import api, service_account, token_for
 from tests.asking import answer_question
-from tests.ingesting import ingest_text
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 QUESTION = "What is the hotel limit in Munich?"
-
-
-@pytest.fixture
-def indexed_policy(fresh_index: None, finance_collection: Collection) -> None:
-    ingest_text(
-        finance_collection,
-        "travel.md",
-        "# Travel policy\n\n## Hotels\n\nThe hotel limit is 180 EUR per night in Munich.\n",
-    )
 
 
 @pytest.fixture

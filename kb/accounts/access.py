@@ -87,11 +87,7 @@ def readable_collections(user: AnyUser) -> QuerySet[Collection]:
 
 def access_scope_for(user: AnyUser) -> AccessScope:
     """The filter that goes inside every index query made for this user."""
-    return AccessScope(readable_collection_ids(user))
-
-
-def readable_documents(user: AnyUser) -> QuerySet[Document]:
-    return Document.objects.filter(collection_id__in=readable_collection_ids(user))
+    return reader_for(user).scope
 
 
 def _departments_with_role(user: AnyUser, roles: list[str]) -> QuerySet[Department]:

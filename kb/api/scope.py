@@ -5,7 +5,6 @@ from __future__ import annotations
 from django.db.models import Q
 from rest_framework.request import Request
 
-from ingest.index import AccessScope
 from kb.accounts.access import readable_collection_ids
 from kb.api.authentication import TokenAuth
 from kb.library.models import Collection
@@ -38,7 +37,3 @@ def collection_ids(request: Request) -> frozenset[int]:
         Q(department_id__in=departments) | Q(pk__in=collections)
     )
     return frozenset(narrowed.values_list("pk", flat=True))
-
-
-def access_scope(request: Request) -> AccessScope:
-    return AccessScope(collection_ids(request))

@@ -15,6 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from kb.answering import actions
+from kb.answering.answers import Answer
 from kb.answering.conversations import own_conversations, read_conversation
 from kb.answering.models import Conversation
 from kb.answering.streaming import StreamRendering, encode_answer, event_stream
@@ -77,7 +78,7 @@ class AskView(ApiView):
         # Refused now (a conversation not the user's: 404) or never: nothing has streamed yet.
         events = actions.stream_answer(reader(request), question, conversation)
 
-        def done(answer: Any) -> object:
+        def done(answer: Answer) -> object:
             data = s.AnswerSerializer(answer).data
             count_use(request, "ask", answer)
             remember_stream(request, data)  # a retry with the same key replays this

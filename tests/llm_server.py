@@ -4,7 +4,6 @@ stand-in for vLLM, unsupervised (tests kill it and expect it to stay down)."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import time
 import urllib.request
@@ -14,13 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from inference.llama_server import llama_server_command
+from inference.llama_server import free_loopback_port, llama_server_command
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+# The supervisor's free-port helper: the tests' servers (OIDC, LDAP, llama.cpp) take theirs from it.
+free_port = free_loopback_port
 
 
 def gemma_gguf(cache_dir: Path) -> Path:

@@ -14,7 +14,8 @@ from kb.audit.models import AuditRecord, SiemCursor
 from kb.audit.shipping import receiver_name, ship_pending
 from kb.audit.siem import SiemDeliveryError
 from kb.audit.trail import record
-from tests.audit.test_siem import TcpReceiver, free_port, parse_cef, parse_rfc5424, seqs
+from tests.audit.test_siem import TcpReceiver, parse_cef, parse_rfc5424, seqs
+from tests.llm_server import free_port
 
 HOSTILE_QUESTION = 'budget?\nCEF:0|forged|x|1|y|z|10|act=x\r\n<13>1 - - - - - ] "=|\\\x00\x1b'
 

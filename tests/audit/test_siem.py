@@ -36,6 +36,7 @@ from kb.audit.siem import (
     to_json_line,
     to_syslog,
 )
+from tests.llm_server import free_port
 
 SD_ID = "kbaudit@32473"
 
@@ -603,13 +604,6 @@ def tcp_receiver() -> Iterator[TcpReceiver]:
     yield receiver
     receiver.stop()
     assert receiver.errors == []
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 def seqs(messages: list[str]) -> list[int]:
